@@ -1,0 +1,39 @@
+"""Losses as function + module pairs (torch only).
+
+Ordering losses take pair scores ``(u, v)``; deblurring losses take ``(pred, sharp)`` sequences and
+return a dict with key ``loss``.
+"""
+
+from hypercut.losses.deblur import (
+    HyperCUTLoss,
+    HyperCUTReleasedLoss,
+    NaiveLoss,
+    OrderInvariantLoss,
+    charbonnier,
+    hypercut_loss,
+    hypercut_released_loss,
+    naive_loss,
+    order_invariant_loss,
+)
+from hypercut.losses.ordering import (
+    HyperCUTOrderingLoss,
+    MarginOrderingLoss,
+    hypercut_ordering_loss,
+    margin_ordering_loss,
+)
+
+__all__ = [
+    "HyperCUTLoss",
+    "HyperCUTOrderingLoss",
+    "HyperCUTReleasedLoss",
+    "MarginOrderingLoss",
+    "NaiveLoss",
+    "OrderInvariantLoss",
+    "charbonnier",
+    "hypercut_loss",
+    "hypercut_ordering_loss",
+    "hypercut_released_loss",
+    "margin_ordering_loss",
+    "naive_loss",
+    "order_invariant_loss",
+]

@@ -1,0 +1,39 @@
+"""Deblurring backbones: plain ``nn.Module`` s mapping a blurry image ``(B, 3, H, W)`` to a video
+``(B, T, 3, H, W)``, for any ``H, W`` (padded internally and cropped back).
+
+- :class:`JinBlur2Vid`: the cascade of Jin et al., CVPR 2018 (18.2 M parameters).
+- :class:`PurohitBlur2Vid`: motion latent + recurrent flow decoder warping a deblurred centre frame,
+  Purohit et al., CVPR 2019, with its stage-1 video autoencoder and an ``oracle_center`` switch.
+- :class:`UNetConvLSTM`: U-Net with a ConvLSTM at the bottleneck emitting the frames one by one.
+- :class:`MultiFrameUNet`: a fast one-pass U-Net predicting all frames; the default for speed.
+"""
+
+from hypercut.models.blocks import (
+    ConvLSTMCell,
+    InstanceNormResBlock,
+    ResBlock,
+    crop_to,
+    pad_to_multiple,
+    warp,
+)
+from hypercut.models.jin import JinBlur2Vid, JinFrameNet
+from hypercut.models.multiframe_unet import MultiFrameUNet
+from hypercut.models.purohit import BlurryEncoder, FlowDecoder, PurohitBlur2Vid, VideoEncoder
+from hypercut.models.unet_convlstm import UNetConvLSTM
+
+__all__ = [
+    "BlurryEncoder",
+    "ConvLSTMCell",
+    "FlowDecoder",
+    "InstanceNormResBlock",
+    "JinBlur2Vid",
+    "JinFrameNet",
+    "MultiFrameUNet",
+    "PurohitBlur2Vid",
+    "ResBlock",
+    "UNetConvLSTM",
+    "VideoEncoder",
+    "crop_to",
+    "pad_to_multiple",
+    "warp",
+]

@@ -1,0 +1,465 @@
+"""Run a deblurring model on users' images: any resolution, CPU or GPU, frames + GIF + MP4 out.
+
+Two layers:
+
+* :func:`deblur_image` turns one blurry image into its ``T`` sharp frames, whole or in overlapping
+  tiles blended with linear ramps (so seams do not show), optionally under bf16 autocast.
+* :func:`infer` runs a weights file (or a module) over files and folders and writes, per input,
+  ``out_dir/<stem>/frame_001.png ...``, ``out_dir/<stem>.gif`` and ``out_dir/<stem>.mp4``. An
+  unreadable input is recorded in the returned :class:`InferenceReport` and the run goes on.
+
+:func:`main` is the ``hypercut-infer`` command line over :func:`infer`.
+
+Example:
+    >>> from hypercut.inference import infer
+    >>> report = infer("runs/demo/deblur.pt", ["photos/"], "out/")     # doctest: +SKIP
+    >>> print(report.summary())                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hypercut import media
+
+__all__ = ["InferenceReport", "choose_tile", "deblur_image", "expand_inputs", "infer", "main"]
+
+#: Default pixel budget for one forward pass: larger images are tiled (about 1 megapixel).
+DEFAULT_MAX_PIXELS = 1024 * 1024
+_FORMATS = ("png", "gif", "mp4")
+
+
+def choose_tile(height: int, width: int, max_pixels: int, overlap: int = 32, multiple: int = 16) -> int | None:
+    """Pick a square tile size so that one forward pass sees at most ``max_pixels`` pixels.
+
+    Args:
+        height: image height.
+        width: image width.
+        max_pixels: pixel budget for one tile (it sets the memory a forward pass needs).
+        overlap: overlap between neighbouring tiles; the tile must be larger than twice this.
+        multiple: the tile side is rounded down to a multiple of this (pass the ``align`` of
+            :func:`deblur_image`).
+
+    Returns:
+        ``None`` when the whole image fits in the budget, else the tile side.
+
+    Raises:
+        ValueError: if the budget is too small for a tile larger than ``2 * overlap``.
+
+    Example:
+        >>> choose_tile(720, 1280, max_pixels=1024 * 1024) is None
+        True
+        >>> choose_tile(2160, 3840, max_pixels=1024 * 1024)
+        1024
+    """
+    if height * width <= max_pixels:
+        return None
+    side = math.isqrt(max_pixels) // multiple * multiple
+    if side <= 2 * overlap or side - overlap < multiple:
+        raise ValueError(f"max_pixels={max_pixels} gives {side}-pixel tiles, too small for overlap={overlap}")
+    return side
+
+
+def _axis_plan(length: int, tile: int, overlap: int, align: int) -> tuple[int, int, int]:
+    """``(tile length, stride, padded length)`` of a regular tile grid along one axis.
+
+    The stride is the largest multiple of ``align`` leaving at least ``overlap`` pixels of overlap;
+    the axis is padded (at its end) so that the last tile ends flush, keeping every tile origin on
+    the ``align`` grid and every overlap equal.
+    """
+    if length <= tile:
+        return length, length, length
+    stride = (tile - overlap) // align * align
+    if stride < 1:
+        raise ValueError(f"tile={tile} - overlap={overlap} must be at least align={align}")
+    count = math.ceil((length - tile) / stride) + 1
+    return tile, stride, (count - 1) * stride + tile
+
+
+def _ramp(size: int, overlap: int, left: bool, right: bool) -> Tensor:
+    """1-D blending weight of a tile, on the sides where it overlaps a neighbour.
+
+    The ``overlap // 4`` pixels nearest an inner tile edge get weight 0 (a convolutional net sees its
+    zero padding there); across the rest of the overlap the weight rises linearly, so two tiles
+    overlapping by exactly ``overlap`` cross-fade with weights summing to 1. Image borders keep
+    weight 1, and some tile always gives a pixel a positive weight as long as ``size > 2 * overlap``.
+    """
+    weight = torch.ones(size)
+    margin = overlap // 4
+    rise = ((torch.arange(size, dtype=torch.float32) + 1 - margin) / (overlap - 2 * margin + 1)).clamp_(0, 1)
+    if left:
+        weight = torch.minimum(weight, rise)
+    if right:
+        weight = torch.minimum(weight, rise.flip(0))
+    return weight
+
+
+def _forward(net: nn.Module, batch: Tensor, bf16: bool) -> Tensor:
+    """``net(batch)`` as float32, checking the ``(B, T, 3, H, W)`` contract."""
+    with torch.autocast(device_type=batch.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = net(batch)
+    if not isinstance(out, Tensor) or out.ndim != 5 or out.shape[0] != batch.shape[0] \
+            or out.shape[2] != 3 or out.shape[-2:] != batch.shape[-2:]:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"{type(net).__name__} must map (B, 3, H, W) {tuple(batch.shape)} to "
+                         f"(B, T, 3, H, W), got {got}")
+    return out.float()
+
+
+def deblur_image(
+    net: nn.Module,
+    blurry: Tensor | np.ndarray,
+    *,
+    tile: int | None = None,
+    overlap: int = 32,
+    device: str | torch.device = "cpu",
+    bf16: bool = False,
+    max_pixels: int | None = None,
+    align: int = 16,
+    batch_size: int = 1,
+) -> Tensor:
+    """Predict the sharp frames behind one blurry image, whole or tile by tile.
+
+    With a tile size, the image is cut into a regular grid of ``tile x tile`` crops overlapping by at
+    least ``overlap`` pixels, whose origins are multiples of ``align`` (the image is reflect-padded at
+    the bottom and right so that the grid ends flush). The crops go through ``net`` ``batch_size`` at
+    a time and are blended back: the quarter of each overlap next to an inner crop edge is dropped and
+    the rest cross-fades linearly, so no seam shows and memory stays bounded whatever the resolution.
+    A net whose receptive field reaches no further than that quarter gives the untiled result
+    exactly; one with a larger field (a U-Net) differs slightly, most near the seams.
+
+    ``align`` matters for nets that downsample: a stride-2 layer is not shift-invariant, so a crop
+    that starts off its grid is predicted differently. Use the net's total downsampling factor or a
+    multiple of it (``MultiFrameUNet``: ``2 ** (depth + 1)`` = 16 by default).
+
+    ``net`` is moved to ``device`` and run in eval mode (its previous train/eval mode is restored).
+
+    Args:
+        net: a backbone mapping ``(B, 3, H, W)`` to ``(B, T, 3, H, W)``.
+        blurry: the image, float in ``[0, 1]``, as a tensor or array.
+        tile: tile side in pixels; ``None`` runs the whole image unless ``max_pixels`` asks for tiles.
+        overlap: minimum overlap between neighbouring tiles (must be smaller than half the tile).
+            The actual overlap is ``tile`` minus the stride, the stride being rounded down to a
+            multiple of ``align``.
+        device: where ``net`` runs. The result is always returned on the CPU.
+        bf16: run under bfloat16 autocast (CUDA or CPU); the result is float32 either way.
+        max_pixels: when ``tile`` is ``None`` and the image has more pixels than this, a tile size is
+            chosen with :func:`choose_tile`.
+        align: tile origins are multiples of this (see above); ``tile - overlap`` must reach it.
+        batch_size: tiles per forward pass.
+
+    Returns:
+        The predicted frames on the CPU, float32, clamped to ``[0, 1]``.
+
+    Shape:
+        - blurry: :math:`(3, H, W)`
+        - Output: :math:`(T, 3, H, W)`
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 15, 1), torch.nn.Unflatten(1, (5, 3)))
+        >>> deblur_image(net, torch.rand(3, 67, 93), tile=48, overlap=8, align=16).shape
+        torch.Size([5, 3, 67, 93])
+    """
+    image = torch.as_tensor(blurry, dtype=torch.float32)
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"blurry must be (3, H, W), got {tuple(image.shape)}")
+    if align < 1:
+        raise ValueError(f"align must be >= 1, got {align}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
+    height, width = image.shape[-2:]
+    if tile is None and max_pixels is not None:
+        tile = choose_tile(height, width, max_pixels, overlap, multiple=max(align, 1))
+    if tile is not None and tile <= 2 * overlap:
+        raise ValueError(f"tile={tile} must be larger than twice overlap={overlap}")
+    if tile is not None and tile - overlap < align:
+        raise ValueError(f"tile={tile} - overlap={overlap} must be at least align={align}")
+
+    device = torch.device(device)
+    was_training = net.training
+    net.to(device).eval()
+    try:
+        with torch.inference_mode():
+            if tile is None or (tile >= height and tile >= width):
+                out = _forward(net, image[None].to(device), bf16)[0].cpu()
+            else:
+                out = _deblur_tiled(net, image, tile, overlap, align, device, bf16, batch_size)
+            out = out.clamp_(0.0, 1.0)
+    finally:
+        net.train(was_training)
+    return out.clone()  # a normal tensor: inference tensors refuse in-place updates outside inference mode
+
+
+def _deblur_tiled(
+    net: nn.Module,
+    image: Tensor,
+    tile: int,
+    overlap: int,
+    align: int,
+    device: torch.device,
+    bf16: bool,
+    batch_size: int,
+) -> Tensor:
+    """Tile, predict and blend; accumulates on the CPU so device memory holds one batch of tiles."""
+    height, width = image.shape[-2:]
+    tile_h, stride_h, padded_h = _axis_plan(height, tile, overlap, align)
+    tile_w, stride_w, padded_w = _axis_plan(width, tile, overlap, align)
+    # Reflect-pad the bottom/right so the regular grid ends flush (the padding is < stride < size).
+    padded = F.pad(image[None], (0, padded_w - width, 0, padded_h - height), mode="reflect")[0]
+    weight_y = {y: _ramp(tile_h, tile_h - stride_h, y > 0, y + tile_h < padded_h)
+                for y in range(0, padded_h - tile_h + 1, stride_h)}
+    weight_x = {x: _ramp(tile_w, tile_w - stride_w, x > 0, x + tile_w < padded_w)
+                for x in range(0, padded_w - tile_w + 1, stride_w)}
+    boxes = [(y, x) for y in weight_y for x in weight_x]
+
+    out: Tensor | None = None
+    weight_sum = torch.zeros(padded_h, padded_w)
+    for first in range(0, len(boxes), batch_size):
+        chunk = boxes[first : first + batch_size]
+        crops = torch.stack([padded[:, y : y + tile_h, x : x + tile_w] for y, x in chunk]).to(device)
+        pred = _forward(net, crops, bf16).cpu()
+        if out is None:
+            out = torch.zeros(pred.shape[1], 3, padded_h, padded_w)
+        for (y, x), frames in zip(chunk, pred):
+            weight = torch.outer(weight_y[y], weight_x[x])
+            out[..., y : y + tile_h, x : x + tile_w] += frames * weight
+            weight_sum[y : y + tile_h, x : x + tile_w] += weight
+    assert out is not None  # at least one tile always exists
+    return out.div_(weight_sum)[..., :height, :width]
+
+
+@dataclass
+class InferenceReport:
+    """What :func:`infer` did.
+
+    Attributes:
+        written: every file written (frames, GIFs, MP4s), in order.
+        failed: ``(input path, reason)`` for each input that could not be processed.
+        processed: the inputs that were processed successfully.
+        seconds: wall-clock time of the whole run.
+    """
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    processed: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no input failed."""
+        return not self.failed
+
+    def summary(self) -> str:
+        """A few human-readable lines: counts, time, and each failure with its reason."""
+        lines = [f"{len(self.processed)} input(s) processed, {len(self.written)} file(s) written, "
+                 f"{len(self.failed)} failed, in {self.seconds:.1f} s"]
+        lines += [f"  FAILED {path}: {reason}" for path, reason in self.failed]
+        return "\n".join(lines)
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Expand files and folders into the list of image files to process.
+
+    A folder stands for its image files (``.png .jpg .jpeg .bmp .tif .tiff``, any case, not
+    recursive, sorted by name); a file is taken as given, whatever its suffix. Duplicates are dropped.
+
+    Args:
+        inputs: files and folders.
+
+    Returns:
+        ``(files, problems)``: the files in order, and ``(path, reason)`` for inputs that do not exist
+        or folders without images.
+    """
+    files: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = media.list_images(path)
+            if not found:
+                problems.append((path, f"folder has no image files ({' '.join(media.IMAGE_SUFFIXES)})"))
+        elif path.exists():
+            found = [path]
+        else:
+            problems.append((path, "not found"))
+            found = []
+        for file in found:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(file)
+    return files, problems
+
+
+def _unique_stem(stem: str, used: set[str]) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``... if an earlier input already took it."""
+    name, n = stem, 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}"
+    used.add(name)
+    return name
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    """CUDA OOM, or the CPU allocator giving up: worth reporting per input, not crashing the run."""
+    return isinstance(err, torch.cuda.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+    )
+
+
+def infer(
+    weights_or_model: str | Path | nn.Module,
+    inputs: str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    bf16: bool = False,
+    tile: int | None = None,
+    overlap: int = 32,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    align: int = 16,
+    fps: float = 8.0,
+    formats: Sequence[str] = _FORMATS,
+    pingpong: bool = False,
+    progress: bool = True,
+) -> InferenceReport:
+    """Deblur images into videos: per input, PNG frames, a GIF and an MP4 under ``out_dir``.
+
+    For an input ``photos/cat.jpg`` it writes ``out_dir/cat/frame_001.png`` ... ``frame_00T.png``,
+    ``out_dir/cat.gif`` and ``out_dir/cat.mp4`` (a later input with the same stem gets ``cat-2``).
+    An input that cannot be read (missing, corrupt, not an image) or that runs out of memory is
+    recorded in the report and the run continues; the failures are listed at the end.
+
+    Args:
+        weights_or_model: a weights file written by :func:`hypercut.export.save_weights`, or a module.
+        inputs: image files and folders (a folder stands for its image files, sorted).
+        out_dir: output folder (created).
+        device: where the model runs (``"cpu"``, ``"cuda"``, ...).
+        bf16: bfloat16 autocast.
+        tile: tile side; ``None`` chooses one from ``max_pixels`` when an image is larger.
+        overlap: minimum tile overlap in pixels.
+        max_pixels: pixel budget of one forward pass when ``tile`` is ``None``.
+        align: tile origins are multiples of this: the net's downsampling factor (see
+            :func:`deblur_image`).
+        fps: frame rate of the GIF and MP4.
+        formats: any of ``"png"``, ``"gif"``, ``"mp4"``.
+        pingpong: make the GIF play forwards then backwards.
+        progress: show a progress bar and print the summary at the end (on stderr).
+
+    Returns:
+        An :class:`InferenceReport` of the files written and the inputs that failed.
+    """
+    from hypercut.export import load_pretrained  # deferred: keeps `import hypercut.inference` light
+
+    start = time.perf_counter()
+    formats = tuple(formats)
+    unknown = set(formats) - set(_FORMATS)
+    if unknown:
+        raise ValueError(f"formats: unknown {sorted(unknown)}, choose from {_FORMATS}")
+    if isinstance(weights_or_model, nn.Module):
+        net = weights_or_model
+    else:
+        net = load_pretrained(weights_or_model, map_location=device)
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    files, problems = expand_inputs(inputs)
+    report = InferenceReport(failed=list(problems))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("[bold]deblur[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.description}"), console=console, disable=not progress)
+    with bar:
+        task = bar.add_task("", total=len(files))
+        for path in files:
+            bar.update(task, description=path.name)
+            try:
+                blurry = media.read_image(path)
+            except (OSError, ValueError) as err:  # read_image's errors already name the file
+                report.failed.append((path, str(err)))
+                bar.advance(task)
+                continue
+            try:
+                frames = deblur_image(net, blurry, tile=tile, overlap=overlap, device=device, bf16=bf16,
+                                      max_pixels=max_pixels, align=align)
+            except RuntimeError as err:  # anything but running out of memory is a bug: let it raise
+                if not _is_out_of_memory(err):
+                    raise
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                report.failed.append((path, f"out of memory ({err}); lower max_pixels or pass a tile size"))
+                bar.advance(task)
+                continue
+            stem = _unique_stem(path.stem, used)
+            images = media.to_uint8(frames)
+            if "png" in formats:
+                report.written += media.save_frames(images, out_dir / stem)
+            if "gif" in formats:
+                report.written.append(media.save_gif(images, out_dir / f"{stem}.gif", fps, pingpong))
+            if "mp4" in formats:
+                report.written.append(media.save_mp4(images, out_dir / f"{stem}.mp4", fps))
+            report.processed.append(path)
+            bar.advance(task)
+    report.seconds = time.perf_counter() - start
+    if progress:
+        console.print(report.summary(), highlight=False, markup=False)
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``hypercut-infer`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="hypercut-infer",
+        description="Deblur images into videos: per input, T PNG frames, a GIF and an MP4.",
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders of images")
+    parser.add_argument("-w", "--weights", required=True, type=Path, help="weights file (hypercut-export)")
+    parser.add_argument("-o", "--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    parser.add_argument("--tile", type=int, default=None, help="tile side in pixels (default: automatic)")
+    parser.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="largest image run in one pass; larger ones are tiled")
+    parser.add_argument("--align", type=int, default=16,
+                        help="tile origins are multiples of this (the net's downsampling factor)")
+    parser.add_argument("--fps", type=float, default=8.0, help="GIF / MP4 frame rate")
+    parser.add_argument("--formats", nargs="+", choices=_FORMATS, default=list(_FORMATS))
+    parser.add_argument("--pingpong", action="store_true", help="GIF plays forwards then backwards")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hypercut-infer``: returns 0 when every input was processed, 1 when some failed."""
+    args = build_parser().parse_args(argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    report = infer(args.weights, args.inputs, args.out, device=device, bf16=args.bf16, tile=args.tile,
+                   overlap=args.overlap, max_pixels=args.max_pixels, align=args.align, fps=args.fps, formats=args.formats,
+                   pingpong=args.pingpong, progress=not args.quiet)
+    return 0 if report.ok and report.processed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Callbacks and schedules shared by both LightningModules."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+
+
+class CheckpointOnInterrupt(Callback):
+    """Writes ``<dirpath>/last.ckpt`` when training is stopped with Ctrl-C, so it can be resumed.
+
+    Lightning catches ``KeyboardInterrupt`` and ends the run gracefully; without this callback the
+    work since the last validation would be lost. Other exceptions (for example the non-finite-loss
+    error of the LightningModules) leave the last good ``last.ckpt`` untouched.
+
+    Args:
+        dirpath: the checkpoint folder (the same as ``ModelCheckpoint``'s).
+    """
+
+    def __init__(self, dirpath: str | Path) -> None:
+        self.dirpath = Path(dirpath)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            path = self.dirpath / "last.ckpt"
+            trainer.save_checkpoint(path)
+            rank_zero_info(f"Interrupted at step {trainer.global_step}: resumable checkpoint at {path}")
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 100, min_factor: float = 0.05
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up to the base learning rate, then cosine decay to ``min_factor`` of it.
+
+    Args:
+        optimizer: the optimizer whose learning rates are scaled.
+        total_steps: optimisation steps of the whole run.
+        warmup_steps: steps of the linear warm-up.
+        min_factor: the final learning rate as a fraction of the base one.
+
+    Returns:
+        A ``LambdaLR`` to step once per optimisation step.
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,362 @@
+"""Reading images and writing predicted frame sequences: PNG frames, GIF, MP4 and frame strips.
+
+Only numpy, Pillow and PyAV are needed; torch tensors are accepted wherever frames are (they are
+converted with ``.detach().cpu().numpy()``), so this module works without importing torch.
+
+Two frame layouts meet here:
+
+* float frames, as the models produce them: ``(T, 3, H, W)`` in ``[0, 1]`` (tensor or array);
+* ``uint8`` frames, as files store them: ``(T, H, W, 3)``.
+
+Every writer accepts either; an array of dtype ``uint8`` is taken to be in the second layout, anything
+else in the first.
+
+Example:
+    >>> import numpy as np
+    >>> frames = np.random.default_rng(0).random((7, 3, 32, 48), dtype=np.float32)
+    >>> to_uint8(frames).shape
+    (7, 32, 48, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from PIL import Image, ImageOps
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "frame_strip",
+    "list_images",
+    "read_image",
+    "save_frames",
+    "save_gif",
+    "save_mp4",
+    "to_uint8",
+]
+
+#: File suffixes (lower case) treated as images when a folder is expanded.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    """An ndarray view of a numpy array or a torch tensor (on any device, any float dtype)."""
+    if hasattr(x, "detach"):  # a torch tensor; numpy has no bfloat16, so widen to float32 first
+        x = x.detach().cpu()
+        if x.is_floating_point():
+            x = x.float()
+        x = x.numpy()
+    return np.asarray(x)
+
+
+def to_uint8(frames: Any) -> np.ndarray:
+    """Convert float frames in ``[0, 1]`` to ``uint8`` images, rounding and clipping.
+
+    Args:
+        frames: ``(T, 3, H, W)`` or a single ``(3, H, W)`` image, a tensor or an array, floats in
+            ``[0, 1]`` (values outside are clipped, NaN becomes 0). ``uint8`` input in the file layout
+            (``(T, H, W, 3)`` or ``(H, W, 3)``) is returned unchanged.
+
+    Returns:
+        ``(T, H, W, 3)`` (or ``(H, W, 3)``) ``uint8`` array, C-contiguous.
+
+    Shape:
+        - Input: :math:`(T, 3, H, W)` or :math:`(3, H, W)`
+        - Output: :math:`(T, H, W, 3)` or :math:`(H, W, 3)`
+
+    Example:
+        >>> to_uint8(np.full((1, 3, 2, 2), 0.5)).ravel()[:3]
+        array([128, 128, 128], dtype=uint8)
+    """
+    array = _as_numpy(frames)
+    if array.dtype == np.uint8:
+        if array.ndim not in (3, 4) or array.shape[-1] != 3:
+            raise ValueError(f"uint8 frames must be (T, H, W, 3) or (H, W, 3), got {array.shape}")
+        return np.ascontiguousarray(array)
+    if array.ndim not in (3, 4) or array.shape[-3] != 3:
+        raise ValueError(f"float frames must be (T, 3, H, W) or (3, H, W), got {tuple(array.shape)}")
+    scaled = np.nan_to_num(array.astype(np.float32) * 255.0, nan=0.0)
+    out = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.moveaxis(out, -3, -1))
+
+
+def _frames_u8(frames: Any) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 frames from either layout, with at least one frame."""
+    out = to_uint8(frames)
+    if out.ndim != 4:
+        raise ValueError(f"expected a sequence of frames, got a single image of shape {out.shape}")
+    if out.shape[0] == 0:
+        raise ValueError("expected at least one frame, got none")
+    return out
+
+
+def save_frames(frames: Any, folder: str | Path, prefix: str = "frame") -> list[Path]:
+    """Write each frame as a lossless PNG: ``folder/frame_001.png``, ``frame_002.png``, ...
+
+    Args:
+        frames: float ``(T, 3, H, W)`` in ``[0, 1]`` or uint8 ``(T, H, W, 3)``.
+        folder: destination folder (created, with its parents).
+        prefix: file name prefix.
+
+    Returns:
+        The paths written, in frame order. Numbers have at least three digits (more when T > 999).
+
+    Shape:
+        - frames: :math:`(T, 3, H, W)` float or :math:`(T, H, W, 3)` uint8
+    """
+    images = _frames_u8(frames)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    digits = max(3, len(str(len(images))))
+    paths = []
+    for index, image in enumerate(images, start=1):
+        path = folder / f"{prefix}_{index:0{digits}d}.png"
+        Image.fromarray(image, mode="RGB").save(path)
+        paths.append(path)
+    return paths
+
+
+def save_gif(frames: Any, path: str | Path, fps: float = 8.0, pingpong: bool = False) -> Path:
+    """Write the frames as an endlessly looping GIF.
+
+    GIF stores 256 colours per frame (each frame gets its own adaptive palette) and delays in
+    hundredths of a second, so colours are approximate and the frame rate is rounded. Pillow merges a
+    frame identical to the one before it into a single longer frame.
+
+    Args:
+        frames: float ``(T, 3, H, W)`` in ``[0, 1]`` or uint8 ``(T, H, W, 3)``.
+        path: destination ``.gif`` file (parents created).
+        fps: frames per second.
+        pingpong: play forwards then backwards (``1..T..2``), which hides the jump from the last frame
+            back to the first; the loop then has ``2T - 2`` frames.
+
+    Returns:
+        The path written.
+
+    Shape:
+        - frames: :math:`(T, 3, H, W)` float or :math:`(T, H, W, 3)` uint8
+    """
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    images = _frames_u8(frames)
+    if pingpong and len(images) > 2:
+        images = np.concatenate([images, images[-2:0:-1]])
+    pil = [Image.fromarray(image, mode="RGB") for image in images]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pil[0].save(
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=pil[1:],
+        duration=max(20, round(1000.0 / fps)),  # browsers slow delays under 20 ms down to 100 ms
+        loop=0,
+    )
+    return path
+
+
+def _pick_codec() -> str:
+    """libx264 when this FFmpeg build has the encoder, else the always-present mpeg4."""
+    try:
+        av.codec.Codec("libx264", "w")
+    except Exception:  # PyAV raises UnknownCodecError (a ValueError) or an FFmpeg error
+        return "mpeg4"
+    return "libx264"
+
+
+def save_mp4(frames: Any, path: str | Path, fps: float = 8.0, codec: str | None = None) -> Path:
+    """Write the frames as an H.264 (or MPEG-4 part 2) MP4 video with PyAV.
+
+    The video uses ``yuv420p``, the pixel format every player understands, which needs an even width
+    and height: an odd dimension is padded by one row or column replicating the last one, so the
+    video may be one pixel wider or taller than the frames.
+
+    Args:
+        frames: float ``(T, 3, H, W)`` in ``[0, 1]`` or uint8 ``(T, H, W, 3)``.
+        path: destination ``.mp4`` file (parents created).
+        fps: frames per second (fractional rates are kept, e.g. ``7.5``).
+        codec: FFmpeg encoder name; by default ``libx264`` (CRF 18, near-lossless to the eye) when
+            available, else ``mpeg4`` at a high bit rate.
+
+    Returns:
+        The path written.
+
+    Shape:
+        - frames: :math:`(T, 3, H, W)` float or :math:`(T, H, W, 3)` uint8
+    """
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    images = _frames_u8(frames)
+    height, width = images.shape[1:3]
+    pad = ((0, 0), (0, height % 2), (0, width % 2), (0, 0))
+    if any(after for _, after in pad):
+        images = np.pad(images, pad, mode="edge")
+    height, width = images.shape[1:3]
+    codec = codec or _pick_codec()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width = width
+        stream.height = height
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "18", "preset": "medium"}
+        else:
+            # Enough bits for near-lossless frames at any size: about 4 bits a pixel per frame.
+            stream.bit_rate = max(1_000_000, int(4 * width * height * fps))
+        for image in images:
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():  # flush the encoder's delayed frames
+            container.mux(packet)
+    return path
+
+
+def frame_strip(
+    blurry: Any,
+    pred: Any,
+    sharp: Any | None = None,
+    separator: int = 2,
+    background: int = 255,
+) -> np.ndarray:
+    """Lay out an input and its predicted (and optionally ground-truth) frames as one image.
+
+    Row 1 holds the blurry image followed by the predicted frames; row 2, when ``sharp`` is given,
+    holds an empty cell (under the blurry image) followed by the ground-truth frames. Cells are
+    separated by ``separator`` pixels of ``background`` grey.
+
+    Args:
+        blurry: float ``(3, H, W)`` in ``[0, 1]`` or uint8 ``(H, W, 3)``.
+        pred: float ``(T, 3, H, W)`` or uint8 ``(T, H, W, 3)``.
+        sharp: same layout as ``pred``, or ``None``.
+        separator: gap between cells in pixels.
+        background: grey level (0-255) of the gaps and of the empty cell.
+
+    Returns:
+        ``(R*H + (R-1)*separator, (T+1)*W + T*separator, 3)`` uint8 image, ``R`` = 2 with ``sharp``
+        else 1.
+
+    Shape:
+        - blurry: :math:`(3, H, W)`; pred, sharp: :math:`(T, 3, H, W)`
+        - Output: :math:`(R H + (R-1) s, (T+1) W + T s, 3)`
+    """
+    image = to_uint8(blurry)
+    if image.ndim != 3:
+        raise ValueError(f"blurry must be a single image (3, H, W), got shape {image.shape}")
+    rows = [np.concatenate([image[None], _frames_u8(pred)])]
+    if sharp is not None:
+        truth = _frames_u8(sharp)
+        rows.append(np.concatenate([np.full_like(image[None], background), truth]))
+    height, width = image.shape[:2]
+    for name, row in zip(("pred", "sharp"), rows):
+        if row.shape[1:3] != (height, width):
+            raise ValueError(f"{name} frames are {row.shape[1:3]}, blurry is {(height, width)}")
+    if len(rows) == 2 and len(rows[1]) != len(rows[0]):
+        raise ValueError(f"sharp has {len(rows[1]) - 1} frames, pred has {len(rows[0]) - 1}")
+    cols = len(rows[0])
+    out = np.full(
+        (len(rows) * height + (len(rows) - 1) * separator, cols * width + (cols - 1) * separator, 3),
+        background,
+        dtype=np.uint8,
+    )
+    for r, row in enumerate(rows):
+        top = r * (height + separator)
+        for c, cell in enumerate(row):
+            left = c * (width + separator)
+            out[top : top + height, left : left + width] = cell
+    return out
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as float RGB in ``[0, 1]``.
+
+    Handles 8- and 16-bit PNG (16-bit colour kept at full precision, decoded by PyAV since Pillow
+    reduces it to 8 bits), JPEG (EXIF orientation applied), BMP, TIFF; grey images are repeated to
+    three channels, palette images expanded, and an alpha channel is composited over white.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        ``(3, H, W)`` float32 array.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: ``"{path}: cannot read image: ..."`` if the file is not a readable image.
+
+    Shape:
+        - Output: :math:`(3, H, W)`
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as opened:
+            opened.load()  # decode now, so truncated files fail here rather than later
+            if opened.format == "PNG" and _is_png_rgb16(path):
+                return _read_png_rgb16(path)
+            image = ImageOps.exif_transpose(opened)
+            return _to_float_rgb(image)
+    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError
+        raise ValueError(f"{path}: cannot read image: {err}") from err
+
+
+def _is_png_rgb16(path: Path) -> bool:
+    """Whether a PNG stores 16-bit colour (Pillow would reduce it to 8 bits): IHDR depth and type."""
+    with open(path, "rb") as f:
+        header = f.read(26)
+    return len(header) == 26 and header[24] == 16 and header[25] in (2, 6)  # RGB or RGBA
+
+
+def _read_png_rgb16(path: Path) -> np.ndarray:
+    """A 16-bit RGB(A) PNG at full precision, decoded by FFmpeg through PyAV."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        has_alpha = frame.format.name.startswith(("rgba", "bgra"))
+        array = frame.to_ndarray(format="rgba64le" if has_alpha else "rgb48le").astype(np.float32) / 65535.0
+    if has_alpha:  # composite over white, as for 8-bit images
+        alpha = array[..., 3:]
+        array = array[..., :3] * alpha + (1.0 - alpha)
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def _to_float_rgb(image: Image.Image) -> np.ndarray:
+    """``(3, H, W)`` float32 in [0, 1] from any Pillow mode, keeping 16-bit precision."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey PNG (Pillow has no 16-bit RGB)
+        grey = np.asarray(image, dtype=np.float32) / 65535.0
+        return np.ascontiguousarray(np.broadcast_to(np.clip(grey, 0.0, 1.0), (3, *grey.shape)))
+    if image.mode == "F":  # float TIFF: assumed to be in [0, 1] already
+        grey = np.nan_to_num(np.asarray(image, dtype=np.float32))
+        return np.ascontiguousarray(np.broadcast_to(np.clip(grey, 0.0, 1.0), (3, *grey.shape)))
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def list_images(folder: str | Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """The image files directly inside ``folder`` (no recursion), sorted by name.
+
+    Args:
+        folder: the folder to list.
+        suffixes: lower-case suffixes counted as images (matched case-insensitively).
+
+    Returns:
+        Sorted list of files whose suffix is in ``suffixes``; hidden files are skipped.
+    """
+    wanted = {s.lower() for s in suffixes}
+    return sorted(
+        p for p in Path(folder).iterdir()
+        if p.is_file() and p.suffix.lower() in wanted and not p.name.startswith(".")
+    )

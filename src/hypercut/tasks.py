@@ -1,0 +1,218 @@
+"""The jobs behind the command-line tools, as plain functions of a Hydra config.
+
+``train``, ``evaluate``, ``label_order``, ``infer`` and ``export`` each take a composed
+:class:`omegaconf.DictConfig` (see ``conf/``) and return their result, so tests, notebooks and sweeps
+call them directly; ``hypercut.cli`` only wraps them with ``@hydra.main``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+from hypercut.export import build_from_spec, load_pretrained, save_weights
+
+log = logging.getLogger(__name__)
+
+
+def configure_environment() -> None:
+    """Defaults that keep a run from waiting on the network: W&B offline, no albumentations check.
+
+    A user who wants online W&B sets ``WANDB_MODE=online`` (or runs ``wandb online``) themselves.
+    """
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """The run's folder (``paths.output_dir``), created if needed."""
+    path = Path(cfg.paths.output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- build
+def build_module(cfg: DictConfig) -> LightningModule:
+    """The LightningModule described by ``cfg.model`` (``kind: deblur`` or ``kind: ordering``)."""
+    kind = cfg.model.get("kind")
+    if kind == "deblur":
+        return _build_deblur(cfg)
+    if kind == "ordering":
+        return _build_ordering(cfg)
+    raise ValueError(f"model.kind: expected 'deblur' or 'ordering', got {kind!r}")
+
+
+def _build_ordering(cfg: DictConfig) -> LightningModule:
+    from hypercut.lit import OrderingLitModule
+
+    m = cfg.model
+    spec = {
+        "_target_": "hypercut.ordering.OrderingModel",
+        "encoder": OmegaConf.to_container(m.encoder, resolve=True),
+        "hyperplane": OmegaConf.to_container(m.hyperplane, resolve=True),
+        "antisymmetric": bool(m.antisymmetric),
+    }
+    return OrderingLitModule(
+        model=build_from_spec(spec),
+        loss=instantiate(m.loss),
+        optimizer=instantiate(m.optimizer) if m.get("optimizer") else None,
+        scheduler=instantiate(m.scheduler) if m.get("scheduler") else None,
+        model_spec=spec,
+    )
+
+
+def _build_deblur(cfg: DictConfig) -> LightningModule:
+    from hypercut.lit import DeblurLitModule
+
+    m = cfg.model
+    canonicalizer = None
+    if cfg.get("ordering_weights"):
+        canonicalizer = instantiate(m.canonicalizer, model=load_pretrained(cfg.ordering_weights))
+    loss_kwargs: dict[str, Any] = {}
+    if "canonicalizer" in m.loss:
+        if canonicalizer is None:
+            raise ValueError(
+                f"model/loss={m.loss._target_.rsplit('.', 1)[-1]} needs a trained ordering model: pass "
+                "ordering_weights=PATH (train one with `hypercut-train experiment=ordering`)"
+            )
+        loss_kwargs["canonicalizer"] = canonicalizer
+    return DeblurLitModule(
+        net=instantiate(m.net),
+        loss=instantiate(m.loss, **loss_kwargs),
+        canonicalizer=canonicalizer,
+        optimizer=instantiate(m.optimizer) if m.get("optimizer") else None,
+        scheduler=instantiate(m.scheduler) if m.get("scheduler") else None,
+        scheduler_interval=m.get("scheduler_interval", "epoch"),
+        num_frames=cfg.num_frames,
+        num_media_samples=m.get("num_media_samples", 4),
+        net_spec=OmegaConf.to_container(m.net, resolve=True),
+    )
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    """Loggers from ``cfg.logger``; the jobs of one multirun share a W&B group (the sweep folder)."""
+    configure_environment()
+    loggers: list[Logger] = []
+    group = None
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        group = Path(HydraConfig.get().sweep.dir).name
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is None or "_target_" not in node:
+            continue
+        kwargs = {"group": group} if name == "wandb" and group and not node.get("group") else {}
+        loggers.append(instantiate(node, **kwargs))
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """Callbacks from ``cfg.callbacks`` (each entry with a ``_target_``)."""
+    return [
+        instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None and "_target_" in node
+    ]
+
+
+def _parameter_counts(module: LightningModule) -> dict[str, int]:
+    counts = {"params/total": sum(p.numel() for p in module.parameters())}
+    counts["params/trainable"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return counts
+
+
+# --------------------------------------------------------------------------------------------- train
+def train(cfg: DictConfig) -> float | None:
+    """Train (and test) the module of ``cfg``; returns ``cfg.optimized_metric`` for sweeps.
+
+    Writes into ``paths.output_dir``: ``checkpoints/{best,last}.ckpt``, ``weights.pt`` (weights-only,
+    see :mod:`hypercut.export`) and ``metrics.json`` with every logged value.
+    """
+    configure_environment()
+    if cfg.get("seed") is not None:
+        seed_everything(cfg.seed, workers=True)
+    out = output_dir(cfg)
+    datamodule = instantiate(cfg.data)
+    module = build_module(cfg)
+    loggers = build_loggers(cfg)
+    trainer: Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
+    for logger in loggers:
+        logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True), **_parameter_counts(module)})
+
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt(cfg, out))
+        metrics.update(_scalars(trainer.callback_metrics))
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best and not trainer.fast_dev_run:
+        # Test and export the best checkpoint, not whatever the last step left.
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    if cfg.get("test", True) and cfg.model.kind == "deblur" and _has_split(datamodule, "test"):
+        trainer.test(module, datamodule=datamodule)
+        metrics.update(_scalars(trainer.callback_metrics))
+    if cfg.get("export_weights", True) and trainer.is_global_zero:
+        path = export_module(module, out / "weights.pt", metrics)
+        log.info("weights written to %s", path)
+    if trainer.is_global_zero:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    for logger in loggers:
+        logger.finalize("success")
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    return float(value) if value is not None else None
+
+
+def _resolve_ckpt(cfg: DictConfig, out: Path) -> str | None:
+    ckpt = cfg.get("ckpt_path")
+    if ckpt == "last":
+        path = out / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise FileNotFoundError(f"ckpt_path=last: {path} does not exist (set hydra.run.dir to the run to resume)")
+        return str(path)
+    return ckpt
+
+
+def _has_split(datamodule: Any, split: str) -> bool:
+    has = getattr(datamodule, "has_split", None)
+    return bool(has(split)) if callable(has) else True
+
+
+def _scalars(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) or (torch.is_tensor(v) and v.numel() == 1)}
+
+
+# --------------------------------------------------------------------------------------------- export
+def export_module(module: LightningModule, path: str | Path, metrics: dict[str, float] | None = None) -> Path:
+    """Write the weights-only file of a trained LightningModule's model (net or ordering model)."""
+    hp = module.hparams
+    if "net_spec" in hp and hp["net_spec"]:
+        return save_weights(module.net, path, hp["net_spec"], metrics)  # type: ignore[arg-type]
+    if "model_spec" in hp and hp["model_spec"]:
+        return save_weights(module.model, path, hp["model_spec"], metrics)  # type: ignore[arg-type]
+    raise ValueError("the module stores no net_spec/model_spec: build it with hypercut.tasks.build_module")
+
+
+def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
+    """Convert a Lightning ``.ckpt`` of either module into a weights-only file.
+
+    The checkpoint is read with ``weights_only=True``; the model is rebuilt from the spec stored in
+    its hyper-parameters, never from pickled objects.
+    """
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    hp = ckpt.get("hyper_parameters", {})
+    for key, prefix in (("net_spec", "net."), ("model_spec", "model.")):
+        spec = hp.get(key)
+        if spec:
+            model = build_from_spec(spec)
+            state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+            model.load_state_dict(state)
+            return save_weights(model, out, spec)
+    raise ValueError(f"{ckpt_path}: hyper_parameters has neither net_spec nor model_spec")

@@ -165,21 +165,22 @@ def test_alpha_schedule() -> None:
 
 
 @pytest.mark.parametrize("penalty", ["hinge", "softplus"])
-@pytest.mark.parametrize("normalize", [True, False])
-def test_hypercut_flip_all_equals_naive_against_reversed(penalty: str, normalize: bool) -> None:
-    p, s = _seq(t=5, seed=10), _seq(t=5, seed=11)
+@pytest.mark.parametrize("grad", [True, False])
+def test_hypercut_flip_all_equals_naive_against_reversed(penalty: str, grad: bool) -> None:
+    s = _seq(t=5, seed=11)
+    p = _seq(t=5, seed=10).requires_grad_(grad)
     canon = FlipAllCanonicalizer()
-    out = HyperCUTLoss(canon, alpha=0.2, alpha_warmup_steps=0, penalty=penalty, normalize_reg=normalize)(p, s)
-    u = ref_scores(p)
-    scale = ref_scores(s.flip(1)).abs().mean() if normalize else 1.0
-    z = u / scale
-    reg = (torch.relu(-z) if penalty == "hinge" else torch.nn.functional.softplus(-z)).mean()
-    expected = ref_charbonnier(p, s.flip(1)) + 0.2 * float(reg)
+    out = HyperCUTLoss(canon, alpha=0.2, alpha_warmup_steps=0, penalty=penalty, max_reg_grad_ratio=None)(p, s)
+    u = ref_scores(p.detach())
+    reg = (torch.relu(-u) if penalty == "hinge" else torch.nn.functional.softplus(-u)).mean()
+    expected = ref_charbonnier(p.detach(), s.flip(1)) + 0.2 * float(reg)
     assert out["loss"].item() == pytest.approx(expected, rel=1e-5)
-    assert out["recon"].item() == pytest.approx(ref_charbonnier(p, s.flip(1)), rel=1e-5)
+    assert out["recon"].item() == pytest.approx(ref_charbonnier(p.detach(), s.flip(1)), rel=1e-5)
     assert out["reg"].item() == pytest.approx(float(reg), rel=1e-5, abs=1e-7)
+    assert out["alpha"].item() == pytest.approx(0.2)
     assert out["flipped"].item() == 1.0
     assert out["pred_wrong_side"].item() == pytest.approx(float((u < 0).double().mean()))
+    assert out["gt_score"].item() == pytest.approx(float(ref_scores(s.flip(1)).mean()), rel=1e-5)
 
 
 def test_hypercut_canonicalises_by_score() -> None:
@@ -191,36 +192,90 @@ def test_hypercut_canonicalises_by_score() -> None:
     expected_target = torch.stack([s[0], s[1].flip(0)])
     assert out["flipped"].item() == 0.5
     assert out["loss"].item() == pytest.approx(ref_charbonnier(s.flip(1), expected_target), rel=1e-5)
-    # The canonical ground truth is scored positive on its outer pair; normalised gt_score > 0.
     assert out["gt_score"].item() > 0
 
 
 def test_hypercut_warmup_scales_only_the_regulariser() -> None:
-    p, s = _seq(t=7, seed=13), _seq(t=7, seed=14)
-    loss = HyperCUTLoss(BrightnessCanonicalizer(), alpha=0.2, alpha_warmup_steps=100, penalty="softplus")
+    p, s = _seq(t=7, seed=13).requires_grad_(True), _seq(t=7, seed=14)
+    canon = BrightnessCanonicalizer()
+    loss = HyperCUTLoss(canon, alpha=0.2, alpha_warmup_steps=100, penalty="softplus", max_reg_grad_ratio=None)
     at0, mid, full = loss(p, s, step=0), loss(p, s, step=50), loss(p, s)
     assert at0["loss"].item() == pytest.approx(at0["recon"].item())
     assert at0["alpha"].item() == 0.0
     assert mid["loss"].item() == pytest.approx(mid["recon"].item() + 0.1 * mid["reg"].item(), rel=1e-6)
     assert full["loss"].item() == pytest.approx(full["recon"].item() + 0.2 * full["reg"].item(), rel=1e-6)
     assert at0["reg"].item() == pytest.approx(full["reg"].item())  # diagnostics logged during warm-up too
+    (g0,) = torch.autograd.grad(at0["loss"], p)
+    (g_rec,) = torch.autograd.grad(charbonnier(p, canon(s)[0]), p)
+    torch.testing.assert_close(g0, g_rec)  # nothing from the regulariser during the first step
 
 
 def test_hinge_is_zero_on_the_canonical_side() -> None:
     u = torch.tensor([[0.5, 2.0], [0.0, 1.0]])
     assert side_penalty(u, "hinge").item() == 0.0
-    assert side_penalty(-u, "hinge", scale=2.0).item() == pytest.approx((0.25 + 1.0 + 0 + 0.5) / 4)
+    assert side_penalty(-u, "hinge").item() == pytest.approx((0.5 + 2.0 + 0 + 1.0) / 4)
     assert side_penalty(torch.zeros(1, 1), "softplus").item() == pytest.approx(math.log(2))
+
+
+def _wrong_side_setup(t: int = 5) -> tuple[Tensor, Tensor]:
+    s = _seq(b=3, t=t, seed=15)
+    s[:, 0] += 0.5  # kept as stored: the reversed prediction lies on the wrong side, the hinge is active
+    pred = (s.flip(1) + 0.05 * _seq(b=3, t=t, seed=16)).requires_grad_(True)
+    return pred, s
+
+
+@pytest.mark.parametrize("weight", [1e-3, 1e4])
+def test_hypercut_regulariser_gradient_is_capped(weight: float) -> None:
+    pred, s = _wrong_side_setup()
+    canon = BrightnessCanonicalizer(weight)
+    out = hypercut_loss(pred, s, canon, alpha=0.2, alpha_warmup_steps=0, max_reg_grad_ratio=0.5)
+    (g,) = torch.autograd.grad(out["loss"], pred)
+    (g_rec,) = torch.autograd.grad(charbonnier(pred, s), pred)
+    (g_reg,) = torch.autograd.grad(side_penalty(canon.scores(pred), "hinge"), pred)
+    w = out["alpha"].item()
+    assert out["reg"].item() > 0 and g_reg.norm() > 0
+    if weight > 1:  # huge scores: the cap binds
+        assert w < 0.2
+        assert (g - g_rec).norm().item() == pytest.approx(0.5 * g_rec.norm().item(), rel=1e-4)
+    else:  # small scores: alpha itself
+        assert w == pytest.approx(0.2)
+        assert (g - g_rec).norm().item() < 0.5 * g_rec.norm().item()
+    torch.testing.assert_close(g, g_rec + w * g_reg)
+    assert out["loss"].item() == pytest.approx(out["recon"].item() + w * out["reg"].item(), rel=1e-6)
+
+
+def test_hypercut_capped_loss_backpropagates_into_a_network() -> None:
+    torch.manual_seed(0)
+    net = nn.Conv2d(3, 3, 3, padding=1)
+    blurry = _seq(b=3, t=1, seed=17)[:, 0]
+    s = _seq(b=3, t=5, seed=18)
+    s[:, 0] += 0.5
+    canon = BrightnessCanonicalizer(1e4)
+
+    def predict() -> Tensor:
+        return net(blurry)[:, None].expand(-1, 5, -1, -1, -1) * torch.linspace(2, 0, 5).view(1, 5, 1, 1, 1)
+
+    out = hypercut_loss(predict(), s, canon, alpha=0.2, alpha_warmup_steps=0, max_reg_grad_ratio=0.5)
+    out["loss"].backward()
+    got = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    # One pass through the ordering model, and only to ``pred``: even an unfrozen one gets no gradient.
+    assert canon.weight.grad is None
+    w = out["alpha"].item()
+    assert 0 < w < 0.2
+    pred = predict()
+    (charbonnier(pred, s) + w * side_penalty(canon.scores(pred), "hinge")).backward()
+    for a, b in zip(got, [p.grad for p in net.parameters()]):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("t", [5, 7])
 @pytest.mark.parametrize("penalty", ["hinge", "softplus"])
-def test_hypercut_gradients_reach_pred_only(t: int, penalty: str) -> None:
-    s = _seq(t=t, seed=15)
-    s[:, 0] += 0.5  # kept as stored: the reversed prediction lies on the wrong side, the hinge is active
-    pred = s.flip(1).clone().requires_grad_(True)
+@pytest.mark.parametrize("ratio", [0.5, None])
+def test_hypercut_gradients_reach_pred_only(t: int, penalty: str, ratio: float | None) -> None:
+    pred, s = _wrong_side_setup(t)
     canon = BrightnessCanonicalizer()
-    loss = HyperCUTLoss(canon, alpha=0.2, alpha_warmup_steps=0, penalty=penalty)
+    loss = HyperCUTLoss(canon, alpha=0.2, alpha_warmup_steps=0, penalty=penalty, max_reg_grad_ratio=ratio)
     loss.train()
     assert not canon.training  # stays in eval mode
     out = loss(pred, s)

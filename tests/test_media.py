@@ -54,6 +54,7 @@ def test_to_uint8_rounds_clips_and_moves_channels_last() -> None:
     out = media.to_uint8(frames)
     assert out.shape == (2, 1, 6, 3) and out.dtype == np.uint8
     np.testing.assert_array_equal(out[0, 0, :, 0], [0, 0, 128, 255, 0, 254])
+    np.testing.assert_array_equal(media.to_uint8(torch.from_numpy(frames)), out)  # torch path agrees
 
 
 def test_to_uint8_accepts_tensors_including_bf16_and_single_images() -> None:
@@ -61,7 +62,7 @@ def test_to_uint8_accepts_tensors_including_bf16_and_single_images() -> None:
     np.testing.assert_array_equal(media.to_uint8(x), media.to_uint8(x.numpy()))
     assert media.to_uint8(x.bfloat16()[None]).shape == (1, 5, 7, 3)
     u8 = np.zeros((2, 5, 7, 3), dtype=np.uint8)
-    assert media.to_uint8(u8) is not None and media.to_uint8(u8).shape == u8.shape
+    assert media.to_uint8(u8).shape == u8.shape  # already in the file layout: unchanged
     with pytest.raises(ValueError, match=r"\(T, 3, H, W\)"):
         media.to_uint8(np.zeros((2, 4, 5, 5)))
 

@@ -84,7 +84,9 @@ def test_default_beats_untrained_and_released_collapses() -> None:
     assert default[-1]["con3"] > default[0]["con3"]
     assert default[-1]["hit"] == 1.0
     released = run(antisymmetric=False, seconds=10, size=16, num_val=128)
-    assert released[-1]["score_abs"] < released[0]["score_abs"]
+    # collapsed: scores stay ~0 with u ~ v, the loss sits at log 2 and pairs are not separated
+    assert released[-1]["train_loss"] > 0.69 and released[-1]["hit"] < 0.5
+    assert released[-1]["score_abs"] < 0.1
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -27,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hypercut import media
+from hypercut.export import load_pretrained
 
-__all__ = ["InferenceReport", "choose_tile", "deblur_image", "expand_inputs", "infer", "main"]
+__all__ = ["InferenceReport", "choose_tile", "deblur_image", "expand_inputs", "infer"]
 
 #: Default pixel budget for one forward pass: larger images are tiled (about 1 megapixel).
 DEFAULT_MAX_PIXELS = 1024 * 1024
@@ -70,20 +69,24 @@ def choose_tile(height: int, width: int, max_pixels: int, overlap: int = 32, mul
     return side
 
 
-def _axis_plan(length: int, tile: int, overlap: int, align: int) -> tuple[int, int, int]:
-    """``(tile length, stride, padded length)`` of a regular tile grid along one axis.
+def _axis_tiles(length: int, tile: int, overlap: int, align: int) -> list[tuple[int, int, Tensor]]:
+    """``(start, size, weight)`` of the tiles along one axis.
 
-    The stride is the largest multiple of ``align`` leaving at least ``overlap`` pixels of overlap;
-    the axis is padded (at its end) so that the last tile ends flush, keeping every tile origin on
-    the ``align`` grid and every overlap equal.
+    Tiles start at multiples of the stride, the largest multiple of ``align`` that leaves at least
+    ``overlap`` pixels of overlap. The last tile starts at the last multiple of ``align`` that lets
+    it reach the image border, so it is up to ``align - 1`` pixels longer than ``tile``: every origin
+    stays on the ``align`` grid and no tile sees padding the whole-image pass would not.
     """
     if length <= tile:
-        return length, length, length
+        return [(0, length, torch.ones(length))]
     stride = (tile - overlap) // align * align
     if stride < 1:
         raise ValueError(f"tile={tile} - overlap={overlap} must be at least align={align}")
-    count = math.ceil((length - tile) / stride) + 1
-    return tile, stride, (count - 1) * stride + tile
+    last = (length - tile) // align * align
+    spans = [(start, tile) for start in range(0, last, stride)] + [(last, length - last)]
+    ramp = tile - stride
+    return [(start, size, _ramp(size, ramp, left=start > 0, right=start + size < length))
+            for start, size in spans]
 
 
 def _ramp(size: int, overlap: int, left: bool, right: bool) -> Tensor:
@@ -92,7 +95,8 @@ def _ramp(size: int, overlap: int, left: bool, right: bool) -> Tensor:
     The ``overlap // 4`` pixels nearest an inner tile edge get weight 0 (a convolutional net sees its
     zero padding there); across the rest of the overlap the weight rises linearly, so two tiles
     overlapping by exactly ``overlap`` cross-fade with weights summing to 1. Image borders keep
-    weight 1, and some tile always gives a pixel a positive weight as long as ``size > 2 * overlap``.
+    weight 1. Every pixel keeps a positive total weight, since two margins (a quarter of the overlap
+    each) can never cover the same pixel.
     """
     weight = torch.ones(size)
     margin = overlap // 4
@@ -102,6 +106,12 @@ def _ramp(size: int, overlap: int, left: bool, right: bool) -> Tensor:
     if right:
         weight = torch.minimum(weight, rise.flip(0))
     return weight
+
+
+def _net_alignment(net: nn.Module) -> int:
+    """The multiple a hypercut backbone pads its input to (its downsampling grid), else 16."""
+    multiple = getattr(net, "pad_multiple", None)
+    return multiple if isinstance(multiple, int) and multiple >= 1 else 16
 
 
 def _forward(net: nn.Module, batch: Tensor, bf16: bool) -> Tensor:
@@ -125,22 +135,25 @@ def deblur_image(
     device: str | torch.device = "cpu",
     bf16: bool = False,
     max_pixels: int | None = None,
-    align: int = 16,
+    align: int | None = None,
     batch_size: int = 1,
 ) -> Tensor:
     """Predict the sharp frames behind one blurry image, whole or tile by tile.
 
-    With a tile size, the image is cut into a regular grid of ``tile x tile`` crops overlapping by at
-    least ``overlap`` pixels, whose origins are multiples of ``align`` (the image is reflect-padded at
-    the bottom and right so that the grid ends flush). The crops go through ``net`` ``batch_size`` at
-    a time and are blended back: the quarter of each overlap next to an inner crop edge is dropped and
-    the rest cross-fades linearly, so no seam shows and memory stays bounded whatever the resolution.
-    A net whose receptive field reaches no further than that quarter gives the untiled result
-    exactly; one with a larger field (a U-Net) differs slightly, most near the seams.
+    With a tile size, the image is cut into ``tile x tile`` crops overlapping by at least
+    ``overlap`` pixels, whose origins are multiples of ``align`` (the last row and column of crops
+    are up to ``align - 1`` pixels larger so that they end at the image border). The crops go
+    through ``net`` ``batch_size`` at a time and are blended back: the quarter of each overlap next
+    to an inner crop edge is dropped and the rest cross-fades linearly, so no seam shows and memory
+    stays bounded whatever the resolution. A net whose receptive field reaches no further than that
+    quarter gives the untiled result exactly; one with a larger field (a U-Net) differs slightly,
+    most near the seams.
 
     ``align`` matters for nets that downsample: a stride-2 layer is not shift-invariant, so a crop
-    that starts off its grid is predicted differently. Use the net's total downsampling factor or a
-    multiple of it (``MultiFrameUNet``: ``2 ** (depth + 1)`` = 16 by default).
+    that starts off its grid is predicted differently (on a small random U-Net, unaligned tiles
+    differ from the whole-image pass about 100 times more than aligned ones). By default it is the
+    net's ``pad_multiple`` attribute, the multiple the hypercut backbones pad their input to
+    (``MultiFrameUNet``: ``2 ** (depth + 1)``, 16 by default), else 16.
 
     ``net`` is moved to ``device`` and run in eval mode (its previous train/eval mode is restored).
 
@@ -156,6 +169,7 @@ def deblur_image(
         max_pixels: when ``tile`` is ``None`` and the image has more pixels than this, a tile size is
             chosen with :func:`choose_tile`.
         align: tile origins are multiples of this (see above); ``tile - overlap`` must reach it.
+            ``None``: ``net.pad_multiple`` if the net has it, else 16.
         batch_size: tiles per forward pass.
 
     Returns:
@@ -175,6 +189,8 @@ def deblur_image(
         image = image[0]
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"blurry must be (3, H, W), got {tuple(image.shape)}")
+    if align is None:
+        align = _net_alignment(net)
     if align < 1:
         raise ValueError(f"align must be >= 1, got {align}")
     if batch_size < 1:
@@ -216,30 +232,29 @@ def _deblur_tiled(
 ) -> Tensor:
     """Tile, predict and blend; accumulates on the CPU so device memory holds one batch of tiles."""
     height, width = image.shape[-2:]
-    tile_h, stride_h, padded_h = _axis_plan(height, tile, overlap, align)
-    tile_w, stride_w, padded_w = _axis_plan(width, tile, overlap, align)
-    # Reflect-pad the bottom/right so the regular grid ends flush (the padding is < stride < size).
-    padded = F.pad(image[None], (0, padded_w - width, 0, padded_h - height), mode="reflect")[0]
-    weight_y = {y: _ramp(tile_h, tile_h - stride_h, y > 0, y + tile_h < padded_h)
-                for y in range(0, padded_h - tile_h + 1, stride_h)}
-    weight_x = {x: _ramp(tile_w, tile_w - stride_w, x > 0, x + tile_w < padded_w)
-                for x in range(0, padded_w - tile_w + 1, stride_w)}
-    boxes = [(y, x) for y in weight_y for x in weight_x]
+    boxes = [(y, h, wy, x, w, wx)
+             for y, h, wy in _axis_tiles(height, tile, overlap, align)
+             for x, w, wx in _axis_tiles(width, tile, overlap, align)]
+    # Tiles of one size are batched together; the last row and column may be a little larger.
+    by_size: dict[tuple[int, int], list[tuple[int, int, Tensor, int, int, Tensor]]] = {}
+    for box in boxes:
+        by_size.setdefault((box[1], box[4]), []).append(box)
 
     out: Tensor | None = None
-    weight_sum = torch.zeros(padded_h, padded_w)
-    for first in range(0, len(boxes), batch_size):
-        chunk = boxes[first : first + batch_size]
-        crops = torch.stack([padded[:, y : y + tile_h, x : x + tile_w] for y, x in chunk]).to(device)
-        pred = _forward(net, crops, bf16).cpu()
-        if out is None:
-            out = torch.zeros(pred.shape[1], 3, padded_h, padded_w)
-        for (y, x), frames in zip(chunk, pred):
-            weight = torch.outer(weight_y[y], weight_x[x])
-            out[..., y : y + tile_h, x : x + tile_w] += frames * weight
-            weight_sum[y : y + tile_h, x : x + tile_w] += weight
+    weight_sum = torch.zeros(height, width)
+    for group in by_size.values():
+        for first in range(0, len(group), batch_size):
+            chunk = group[first : first + batch_size]
+            crops = torch.stack([image[:, y : y + h, x : x + w] for y, h, _, x, w, _ in chunk]).to(device)
+            pred = _forward(net, crops, bf16).cpu()
+            if out is None:
+                out = torch.zeros(pred.shape[1], 3, height, width)
+            for (y, h, wy, x, w, wx), frames in zip(chunk, pred):
+                weight = torch.outer(wy, wx)
+                out[..., y : y + h, x : x + w] += frames * weight
+                weight_sum[y : y + h, x : x + w] += weight
     assert out is not None  # at least one tile always exists
-    return out.div_(weight_sum)[..., :height, :width]
+    return out.div_(weight_sum)
 
 
 @dataclass
@@ -323,6 +338,55 @@ def _is_out_of_memory(err: BaseException) -> bool:
     )
 
 
+def _deblur_within_memory(
+    net: nn.Module,
+    blurry: np.ndarray,
+    *,
+    tile: int | None,
+    overlap: int,
+    device: str | torch.device,
+    bf16: bool,
+    max_pixels: int,
+    align: int | None,
+    retries: int = 3,
+) -> Tensor:
+    """:func:`deblur_image`, retried in tiles of a quarter of the pixels when memory runs out.
+
+    Raises:
+        MemoryError: when the smallest tiles tried still do not fit (or become too small to tile).
+    """
+    def attempt(tile_side: int | None) -> Tensor:
+        return deblur_image(net, blurry, tile=tile_side, overlap=overlap, device=device, bf16=bf16,
+                            max_pixels=max_pixels, align=align)
+
+    height, width = blurry.shape[-2:]
+    try:
+        return attempt(tile)
+    except RuntimeError as err:  # anything but running out of memory is a bug: let it raise
+        if not _is_out_of_memory(err):
+            raise
+        error = err
+    budget = tried = min(height * width, max_pixels if tile is None else tile * tile)
+    multiple = align if align is not None else _net_alignment(net)
+    for _ in range(retries):
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        budget //= 4
+        try:
+            side = choose_tile(height, width, budget, overlap, multiple=multiple)
+        except ValueError:
+            break
+        tried = (side or 0) ** 2
+        try:
+            return attempt(side)
+        except RuntimeError as err:
+            if not _is_out_of_memory(err):
+                raise
+            error = err
+    raise MemoryError(f"out of memory, also in tiles of {tried} pixels ({error}); "
+                      "try a smaller overlap or a larger device")
+
+
 def infer(
     weights_or_model: str | Path | nn.Module,
     inputs: str | Path | Sequence[str | Path],
@@ -333,7 +397,7 @@ def infer(
     tile: int | None = None,
     overlap: int = 32,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    align: int = 16,
+    align: int | None = None,
     fps: float = 8.0,
     formats: Sequence[str] = _FORMATS,
     pingpong: bool = False,
@@ -352,10 +416,11 @@ def infer(
         out_dir: output folder (created).
         device: where the model runs (``"cpu"``, ``"cuda"``, ...).
         bf16: bfloat16 autocast.
-        tile: tile side; ``None`` chooses one from ``max_pixels`` when an image is larger.
+        tile: tile side; ``None`` chooses one from ``max_pixels`` when an image is larger. When memory
+            runs out, the image is retried in tiles of a quarter of the pixels, up to three times.
         overlap: minimum tile overlap in pixels.
         max_pixels: pixel budget of one forward pass when ``tile`` is ``None``.
-        align: tile origins are multiples of this: the net's downsampling factor (see
+        align: tile origins are multiples of this; ``None``: the net's ``pad_multiple`` (see
             :func:`deblur_image`).
         fps: frame rate of the GIF and MP4.
         formats: any of ``"png"``, ``"gif"``, ``"mp4"``.
@@ -365,8 +430,6 @@ def infer(
     Returns:
         An :class:`InferenceReport` of the files written and the inputs that failed.
     """
-    from hypercut.export import load_pretrained  # deferred: keeps `import hypercut.inference` light
-
     start = time.perf_counter()
     formats = tuple(formats)
     unknown = set(formats) - set(_FORMATS)
@@ -401,14 +464,10 @@ def infer(
                 bar.advance(task)
                 continue
             try:
-                frames = deblur_image(net, blurry, tile=tile, overlap=overlap, device=device, bf16=bf16,
-                                      max_pixels=max_pixels, align=align)
-            except RuntimeError as err:  # anything but running out of memory is a bug: let it raise
-                if not _is_out_of_memory(err):
-                    raise
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                report.failed.append((path, f"out of memory ({err}); lower max_pixels or pass a tile size"))
+                frames = _deblur_within_memory(net, blurry, tile=tile, overlap=overlap, device=device,
+                                               bf16=bf16, max_pixels=max_pixels, align=align)
+            except MemoryError as err:
+                report.failed.append((path, str(err)))
                 bar.advance(task)
                 continue
             stem = _unique_stem(path.stem, used)
@@ -425,41 +484,3 @@ def infer(
     if progress:
         console.print(report.summary(), highlight=False, markup=False)
     return report
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``hypercut-infer`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="hypercut-infer",
-        description="Deblur images into videos: per input, T PNG frames, a GIF and an MP4.",
-    )
-    parser.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders of images")
-    parser.add_argument("-w", "--weights", required=True, type=Path, help="weights file (hypercut-export)")
-    parser.add_argument("-o", "--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    parser.add_argument("--tile", type=int, default=None, help="tile side in pixels (default: automatic)")
-    parser.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels")
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                        help="largest image run in one pass; larger ones are tiled")
-    parser.add_argument("--align", type=int, default=16,
-                        help="tile origins are multiples of this (the net's downsampling factor)")
-    parser.add_argument("--fps", type=float, default=8.0, help="GIF / MP4 frame rate")
-    parser.add_argument("--formats", nargs="+", choices=_FORMATS, default=list(_FORMATS))
-    parser.add_argument("--pingpong", action="store_true", help="GIF plays forwards then backwards")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``hypercut-infer``: returns 0 when every input was processed, 1 when some failed."""
-    args = build_parser().parse_args(argv)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    report = infer(args.weights, args.inputs, args.out, device=device, bf16=args.bf16, tile=args.tile,
-                   overlap=args.overlap, max_pixels=args.max_pixels, align=args.align, fps=args.fps, formats=args.formats,
-                   pingpong=args.pingpong, progress=not args.quiet)
-    return 0 if report.ok and report.processed else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -69,6 +69,7 @@ def _build_ordering(cfg: DictConfig) -> LightningModule:
         loss=instantiate(m.loss),
         optimizer=instantiate(m.optimizer) if m.get("optimizer") else None,
         scheduler=instantiate(m.scheduler) if m.get("scheduler") else None,
+        num_frames=cfg.num_frames,
         model_spec=spec,
     )
 
@@ -216,3 +217,136 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
             model.load_state_dict(state)
             return save_weights(model, out, spec)
     raise ValueError(f"{ckpt_path}: hyper_parameters has neither net_spec nor model_spec")
+
+
+# --------------------------------------------------------------------------------------------- compose
+def compose(config_name: str = "train", overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path | None = None) -> DictConfig:
+    """Compose a packaged config without ``@hydra.main`` (tests, notebooks, the demo).
+
+    ``paths.output_dir`` normally comes from Hydra's run folder; here it is ``output_dir``
+    (required unless an override sets it).
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module(config_module="hypercut.conf", version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    if output_dir is not None:
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Evaluate a deblurring weights file on a dataset split; writes ``results.{md,csv,json}``.
+
+    The table has, per frame, PSNR, SSIM, pPSNR, pSSIM and the identity baseline's pPSNR, and the
+    Hit/Con of the predictions under the ordering model when ``ordering_weights`` is given.
+
+    Returns:
+        Every metric, keyed ``<split>/<name>`` (e.g. ``test/ppsnr_f1``).
+    """
+    from hypercut.lit import DeblurLitModule
+    from hypercut.losses import NaiveLoss
+    from hypercut.report import write_results
+
+    configure_environment()
+    net = load_pretrained(cfg.weights)
+    canonicalizer = None
+    if cfg.get("ordering_weights"):
+        canonicalizer = instantiate(cfg.canonicalizer, model=load_pretrained(cfg.ordering_weights))
+    num_frames = int(cfg.num_frames)
+    module = DeblurLitModule(
+        net=net, loss=NaiveLoss(), canonicalizer=canonicalizer, num_frames=num_frames, num_media_samples=0
+    )
+    datamodule = instantiate(cfg.data)
+    trainer = Trainer(
+        accelerator=cfg.accelerator,
+        devices=1,
+        precision=cfg.precision,
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=str(output_dir(cfg)),
+    )
+    datamodule.setup("test" if cfg.split == "test" else "validate")
+    loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
+    trainer.test(module, dataloaders=loader, verbose=False)
+    metrics = {k.replace("test/", f"{cfg.split}/", 1): v for k, v in _scalars(trainer.callback_metrics).items()}
+    paths = write_results(metrics, cfg.split, num_frames, output_dir(cfg))
+    log.info("results written to %s", paths["md"])
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------- label order
+def label_order(cfg: DictConfig) -> dict[str, Any]:
+    """Write a NEW metadata file with ``order`` set per sample by a trained ordering model.
+
+    Every partition is labelled on its stored (unflipped) frames at full resolution: ``reverse``
+    where the rule puts the sequence on the negative side, ``keep`` otherwise. A sample is
+    *inconsistent* when its pairs do not all fall on the same side.
+
+    Returns:
+        ``{"output": path, "samples": n, "reversed": r, "inconsistent": i}``.
+    """
+    import dataclasses
+
+    from rich.progress import track
+
+    from hypercut.data import BlurSequenceDataset, resolve_metadata_path, write_metadata
+    from hypercut.ordering import OrderCanonicalizer
+
+    root = Path(cfg.data.root)
+    source = resolve_metadata_path(root, cfg.data.metadata)
+    target = root / cfg.output if cfg.output else source
+    if target.resolve() == source.resolve() and not cfg.overwrite:
+        raise FileExistsError(f"{target}: would overwrite the input metadata; pass overwrite=true or another output=")
+    canonicalizer: OrderCanonicalizer = instantiate(cfg.canonicalizer, model=load_pretrained(cfg.ordering_weights))
+    device = torch.device(cfg.device)
+    canonicalizer.to(device)
+    dataset = BlurSequenceDataset(root, source, split=None)
+    samples = list(dataset.metadata.samples)
+    reversed_count = inconsistent = 0
+    for position in track(range(len(dataset)), description="labelling orders"):
+        _, sharp = dataset.read_arrays(position)
+        seq = torch.from_numpy(sharp).permute(0, 3, 1, 2).unsqueeze(0).to(device)
+        with torch.inference_mode():
+            flipped = bool(canonicalizer.label(seq)[0])
+            u, _ = canonicalizer.model(seq)
+        signs = torch.sign(u[0])
+        inconsistent += int(not (bool((signs > 0).all()) or bool((signs < 0).all())))
+        reversed_count += int(flipped)
+        index = dataset.indices[position]
+        samples[index] = dataclasses.replace(samples[index], order="reverse" if flipped else "keep")
+    write_metadata(dataclasses.replace(dataset.metadata, samples=samples), target)
+    stats = {"output": str(target), "samples": len(dataset), "reversed": reversed_count, "inconsistent": inconsistent}
+    print(f"labelled {stats['samples']} samples: {reversed_count} reversed, {inconsistent} inconsistent -> {target}")
+    return stats
+
+
+# --------------------------------------------------------------------------------------------- infer / export
+def infer(cfg: DictConfig) -> Any:
+    """Run a deblurring weights file on images or folders; per input T PNG frames, a GIF and an MP4."""
+    from hypercut.inference import infer as run_inference
+
+    report = run_inference(
+        cfg.weights,
+        [Path(p) for p in cfg.inputs],
+        output_dir(cfg),
+        device=cfg.device,
+        bf16=cfg.bf16,
+        tile=cfg.tile,
+        overlap=cfg.overlap,
+        max_pixels=cfg.max_pixels,
+        fps=cfg.fps,
+        formats=tuple(cfg.formats),
+    )
+    for path, reason in report.failed:
+        log.error("failed: %s: %s", path, reason)
+    return report
+
+
+def export(cfg: DictConfig) -> Path:
+    """Convert ``cfg.ckpt`` (a Lightning checkpoint of either module) into the weights file ``cfg.out``."""
+    path = export_checkpoint(cfg.ckpt, cfg.out)
+    print(f"weights written to {path}")
+    return path

@@ -167,6 +167,12 @@ class BlurSequenceDataModule(LightningDataModule):
             if split == "predict" or self.metadata.partition(split):
                 self.dataset(split)
 
+    def has_split(self, split: str) -> bool:
+        """Whether ``split`` has data: samples with that partition, or a ``predict_dir`` for ``predict``."""
+        if split == "predict":
+            return self.predict_dir is not None
+        return bool(self.metadata.partition(split))
+
     # -- loaders ----------------------------------------------------------------------------------
     def _nonempty(self, split: str) -> Dataset:
         if split != "predict" and not self.metadata.partition(split):

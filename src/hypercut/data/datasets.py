@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hypercut.data.io import IMAGE_EXTENSIONS, image_size, read_image
+from hypercut.data.io import IMAGE_EXTENSIONS, image_size, read_image, read_image_raw, to_float
 from hypercut.data.metadata import (
     DatasetMetadata,
     check_dataset,
@@ -180,6 +180,21 @@ class BlurSequenceDataset(_SeededDataset):
         """``(H, W)`` of every blurry image, from file headers."""
         return [image_size(self.root / s.blur_path) for s in self.samples]
 
+    def _read_raw(self, index: int) -> list[np.ndarray]:
+        """Blurry image then frames, as stored (uint8/uint16), with a size check naming both files."""
+        s = self.samples[index]
+        images = [read_image_raw(self.root / s.blur_path)]
+        for k, p in enumerate(s.frame_paths, start=1):
+            frame = read_image_raw(self.root / p)
+            if frame.shape != images[0].shape:
+                raise ValueError(
+                    f"{self.metadata_name}: data[{self.indices[index]}].{frame_key(k)}: "
+                    f"{self.root / p} is {frame.shape[0]}x{frame.shape[1]} but blur_path "
+                    f"{self.root / s.blur_path} is {images[0].shape[0]}x{images[0].shape[1]}"
+                )
+            images.append(frame)
+        return images
+
     def read_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The stored (untransformed, unflipped) images of sample ``index``.
 
@@ -189,22 +204,14 @@ class BlurSequenceDataset(_SeededDataset):
         Raises:
             ValueError: a frame's size differs from the blurry image's (both files named).
         """
-        s = self.samples[index]
-        blurry = read_image(self.root / s.blur_path)
-        frames = []
-        for k, p in enumerate(s.frame_paths, start=1):
-            frame = read_image(self.root / p)
-            if frame.shape != blurry.shape:
-                raise ValueError(
-                    f"{self.metadata_name}: data[{self.indices[index]}].{frame_key(k)}: "
-                    f"{self.root / p} is {frame.shape[0]}x{frame.shape[1]} but blur_path "
-                    f"{self.root / s.blur_path} is {blurry.shape[0]}x{blurry.shape[1]}"
-                )
-            frames.append(frame)
-        return blurry, np.stack(frames)
+        images = self._read_raw(index)
+        return to_float(images[0]), np.stack([to_float(x) for x in images[1:]])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Item ``index`` in the batch contract.
+
+        With a crop-first transform (``crop_box``/``augment_crop``) only the crop is converted to
+        float; the result is the same as transforming the full float images.
 
         Shape:
             ``blurry`` ``(3, H, W)``, ``sharp`` ``(T, 3, H, W)``.
@@ -212,12 +219,19 @@ class BlurSequenceDataset(_SeededDataset):
         s = self.samples[index]
         rng = self.generator()
         flip = self._draw_reverse(s.order, rng)
-        blurry, sharp = self.read_arrays(index)
-        if self.transform is not None:
-            try:
-                blurry, sharp = self.transform(blurry, sharp, rng)
-            except ValueError as exc:
-                raise ValueError(f"{self.root / s.blur_path}: {exc}") from exc
+        images = self._read_raw(index)
+        t = self.transform
+        try:
+            if t is not None and hasattr(t, "crop_box") and hasattr(t, "augment_crop"):
+                top, left, ch, cw = t.crop_box(images[0].shape[0], images[0].shape[1], rng)
+                crops = [to_float(x[top : top + ch, left : left + cw]) for x in images]
+                blurry, sharp = t.augment_crop(crops[0], np.stack(crops[1:]), rng)
+            else:
+                blurry, sharp = to_float(images[0]), np.stack([to_float(x) for x in images[1:]])
+                if t is not None:
+                    blurry, sharp = t(blurry, sharp, rng)
+        except ValueError as exc:
+            raise ValueError(f"{self.root / s.blur_path}: {exc}") from exc
         if flip:
             sharp = sharp[::-1]
         return to_item(blurry, sharp, s.id, flip)

@@ -162,7 +162,7 @@ def _path_problem(value: str) -> str | None:
     return None
 
 
-def parse_metadata(obj: Any, source: str = "metadata.json") -> tuple[DatasetMetadata, list[str]]:
+def _parse(obj: Any, source: str) -> tuple[DatasetMetadata, list[str], list[int]]:
     """Parse a decoded ``metadata.json`` leniently, collecting every problem.
 
     Entries with structural problems are left out of the returned metadata; path and file checks are
@@ -177,7 +177,7 @@ def parse_metadata(obj: Any, source: str = "metadata.json") -> tuple[DatasetMeta
     """
     problems: list[str] = []
     if not isinstance(obj, dict):
-        return DatasetMetadata("", 0, []), [f"{source}: top level must be an object, got {type(obj).__name__}"]
+        return DatasetMetadata("", 0, []), [f"{source}: top level must be an object, got {type(obj).__name__}"], []
 
     name = obj.get("name", "")
     if not isinstance(name, str):
@@ -203,6 +203,7 @@ def parse_metadata(obj: Any, source: str = "metadata.json") -> tuple[DatasetMeta
         data = []
 
     samples: list[SampleRecord] = []
+    kept: list[int] = []
     first_seen: dict[str, int] = {}
     for i, entry in enumerate(data):
         where = f"{source}: data[{i}]"
@@ -273,6 +274,7 @@ def parse_metadata(obj: Any, source: str = "metadata.json") -> tuple[DatasetMeta
                     bad = True
         if bad:
             continue
+        kept.append(i)
         samples.append(
             SampleRecord(
                 id=values["id"],
@@ -284,7 +286,24 @@ def parse_metadata(obj: Any, source: str = "metadata.json") -> tuple[DatasetMeta
             )
         )
     top_extra = {k: v for k, v in obj.items() if k not in ("name", "frame_per_seq", "data")}
-    return DatasetMetadata(name=name, frame_per_seq=fps or 0, samples=samples, extra=top_extra), problems
+    return DatasetMetadata(name=name, frame_per_seq=fps or 0, samples=samples, extra=top_extra), problems, kept
+
+
+def parse_metadata(obj: Any, source: str = "metadata.json") -> tuple[DatasetMetadata, list[str]]:
+    """Parse a decoded ``metadata.json`` leniently, collecting every problem.
+
+    Entries with structural problems are left out of the returned metadata; path and file checks are
+    the job of :func:`validate_dataset`.
+
+    Args:
+        obj: the decoded JSON document.
+        source: file name used in problem messages.
+
+    Returns:
+        The metadata (possibly partial) and the list of problems (empty when valid).
+    """
+    meta, problems, _ = _parse(obj, source)
+    return meta, problems
 
 
 def resolve_metadata_path(root: str | Path, metadata: str | Path = "metadata.json") -> Path:
@@ -373,17 +392,19 @@ def _validate(
 ) -> tuple[DatasetMetadata | None, list[str]]:
     if isinstance(metadata, DatasetMetadata):
         meta, problems, source = metadata, [], "metadata"
+        positions = list(range(len(meta.samples)))
     else:
         source = str(metadata)
         obj, problems = _load_json(resolve_metadata_path(root, metadata), source)
         if problems:
             return None, problems
-        meta, problems = parse_metadata(obj, source)
+        meta, problems, positions = _parse(obj, source)
     if not root.is_dir():
         return meta, [*problems, f"{source}: dataset root is not a folder: {root}"]
 
     ok: list[tuple[int, SampleRecord]] = []
-    for i, s in meta.indexed(partitions):
+    for j, s in meta.indexed(partitions):
+        i = positions[j]  # index in the file's data list (bad entries are not in meta)
         sample_ok = True
         for key, p in (("blur_path", s.blur_path), *((frame_key(k), p) for k, p in enumerate(s.frame_paths, 1))):
             why = _path_problem(p)

@@ -26,10 +26,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from hypercut.data._progress import progress
@@ -52,18 +52,26 @@ __all__ = [
 ]
 
 
+def _power(x: np.ndarray, exponent: float) -> np.ndarray:
+    x = np.ascontiguousarray(np.clip(x, 0.0, 1.0), dtype=np.float32)
+    flat = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(1, -1)
+    return cv2.pow(flat, exponent).reshape(x.shape)  # SIMD; 4x faster than np.power
+
+
 def decode_gamma(x: np.ndarray, gamma: float | None) -> np.ndarray:
     """Display values to linear light: ``x ** gamma`` (identity for ``None`` or 1)."""
+    x = np.asarray(x, dtype=np.float32)
     if gamma is None or gamma == 1:
-        return x.astype(np.float32, copy=False)
-    return np.power(np.clip(x, 0.0, 1.0), gamma, dtype=np.float32)
+        return x
+    return _power(x, float(gamma))
 
 
 def encode_gamma(x: np.ndarray, gamma: float | None) -> np.ndarray:
     """Linear light to display values: ``x ** (1 / gamma)`` (identity for ``None`` or 1)."""
+    x = np.asarray(x, dtype=np.float32)
     if gamma is None or gamma == 1:
-        return x.astype(np.float32, copy=False)
-    return np.power(np.clip(x, 0.0, 1.0), 1.0 / gamma, dtype=np.float32)
+        return x
+    return _power(x, 1.0 / float(gamma))
 
 
 def sharp_indices(num_frames: int, subframes: int) -> list[int]:
@@ -315,7 +323,6 @@ def render_subframes(scene: Scene) -> np.ndarray:
     out = np.empty((scene.num_subframes, h, w, 3), dtype=np.float32)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     bg = np.ascontiguousarray(scene.background.texture[:, :, :3])
-    frames = torch.from_numpy(out)
     boxes = [_boxes(o.matrices, o.texture.shape[0], o.texture.shape[1], h, w) for o in scene.objects]
     for i in range(scene.num_subframes):
         cv2.warpAffine(
@@ -327,11 +334,14 @@ def render_subframes(scene: Scene) -> np.ndarray:
                 continue
             m = layer.matrices[i].copy()
             m[:, 2] += m[:, 0] * x0 + m[:, 1] * y0  # warp straight into the box
-            rgba = torch.from_numpy(
-                cv2.warpAffine(layer.texture, m, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+            rgba = cv2.warpAffine(
+                layer.texture, m, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_CONSTANT
             )
-            region = frames[i, y0:y1, x0:x1]
-            region.mul_(1.0 - rgba[:, :, 3:4]).add_(rgba[:, :, :3])  # "over" with premultiplied alpha
+            region = out[i, y0:y1, x0:x1]
+            transparency = 1.0 - rgba[:, :, 3]
+            for c in range(3):  # "over" with premultiplied alpha; per channel is 4x faster than broadcasting
+                region[:, :, c] *= transparency
+                region[:, :, c] += rgba[:, :, c]
     return out
 
 
@@ -392,6 +402,30 @@ def synthesize_sample(
     return render_sample(scene, num_frames=num_frames, gamma=gamma)
 
 
+def _write_sample(
+    out: Path,
+    index: int,
+    seed: np.random.SeedSequence,
+    partition: str,
+    bit_depth: int,
+    sample_kwargs: dict[str, Any],
+) -> SampleRecord:
+    sample = synthesize_sample(seed, **sample_kwargs)
+    sid = f"{index:05d}"
+    blur_path = f"{sid}/blur.png"
+    write_image(out / blur_path, sample.blurry, bit_depth=bit_depth, compression=1)
+    frame_paths = []
+    for j, frame in enumerate(sample.sharp, start=1):
+        p = f"{sid}/sharp/{j:03d}.png"
+        write_image(out / p, frame, bit_depth=bit_depth, compression=1)
+        frame_paths.append(p)
+    return SampleRecord(sid, blur_path, tuple(frame_paths), partition=partition, order="ignore")
+
+
+def _write_sample_star(args: tuple) -> SampleRecord:
+    return _write_sample(*args)
+
+
 def synthesize_dataset(
     out_dir: str | Path,
     num_samples: int,
@@ -406,13 +440,14 @@ def synthesize_dataset(
     camera_motion: float = 0.06,
     name: str = "synthetic",
     bit_depth: int = 8,
+    workers: int = 1,
     show_progress: bool = True,
 ) -> Path:
     """Write a synthetic dataset in the on-disk format (PNGs + ``metadata.json``).
 
-    Sample ``i`` depends only on ``(seed, i)``: the same seed gives the same files, and a larger
-    ``num_samples`` extends a dataset without changing its first samples (their partitions may move).
-    Partitions are contiguous runs of ids: train first, then val, then test.
+    Sample ``i`` depends only on ``(seed, i)``: the same seed gives the same files (whatever
+    ``workers``), and a larger ``num_samples`` extends a dataset without changing its first samples
+    (their partitions may move). Partitions are contiguous runs of ids: train, then val, then test.
 
     Args:
         out_dir: output folder (created).
@@ -428,6 +463,7 @@ def synthesize_dataset(
         camera_motion: maximum background pan, as a fraction of the width.
         name: dataset name in the metadata.
         bit_depth: PNG bit depth (8 or 16).
+        workers: processes rendering in parallel (1 = this process).
         show_progress: show a progress bar.
 
     Returns:
@@ -441,28 +477,26 @@ def synthesize_dataset(
     counts = split_counts(num_samples, splits)
     partitions = [p for p, c in zip(PARTITIONS, counts) for _ in range(c)]
     children = np.random.SeedSequence(seed).spawn(num_samples)
-    ext = ".png"
-    records = []
-    for i in progress(range(num_samples), num_samples, "synthesising", show_progress):
-        sample = synthesize_sample(
-            children[i],
-            size=tuple(size),  # type: ignore[arg-type]
-            num_frames=num_frames,
-            subframes=subframes,
-            gamma=gamma,
-            num_objects=num_objects,
-            motion=motion,
-            camera_motion=camera_motion,
-        )
-        sid = f"{i:05d}"
-        blur_path = f"{sid}/blur{ext}"
-        write_image(out / blur_path, sample.blurry, bit_depth=bit_depth, compression=1)
-        frame_paths = []
-        for j in range(num_frames):
-            p = f"{sid}/sharp/{j + 1:03d}{ext}"
-            write_image(out / p, sample.sharp[j], bit_depth=bit_depth, compression=1)
-            frame_paths.append(p)
-        records.append(SampleRecord(sid, blur_path, tuple(frame_paths), partition=partitions[i], order="ignore"))
+    kwargs: dict[str, Any] = {
+        "size": (int(size[0]), int(size[1])),
+        "num_frames": num_frames,
+        "subframes": subframes,
+        "gamma": gamma,
+        "num_objects": tuple(num_objects),
+        "motion": tuple(motion),
+        "camera_motion": camera_motion,
+    }
+    jobs = [(out, i, children[i], partitions[i], bit_depth, kwargs) for i in range(num_samples)]
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context(method)) as pool:
+            results = pool.map(_write_sample_star, jobs, chunksize=4)
+            records = list(progress(results, num_samples, "synthesising", show_progress))
+    else:
+        records = [_write_sample(*job) for job in progress(jobs, num_samples, "synthesising", show_progress)]
     meta = DatasetMetadata(
         name=name,
         frame_per_seq=num_frames,

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
-from PIL import Image
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from PIL import Image
 from torch import Tensor, nn
 
 from hypercut.media import frame_strip, save_gif
@@ -79,8 +79,15 @@ class DeblurLitModule(LightningModule):
         """Shape: ``(B, 3, H, W) -> (B, T, 3, H, W)``."""
         return self.net(blurry)
 
+    def _predict(self, batch: dict[str, Any]) -> Tensor:
+        """The net on ``batch``; an oracle-centre backbone also receives the true middle frame."""
+        if getattr(self.net, "oracle_center", False):
+            sharp = batch["sharp"]
+            return self.net(batch["blurry"], center=sharp[:, sharp.shape[1] // 2])
+        return self(batch["blurry"])
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        pred = self(batch["blurry"])
+        pred = self._predict(batch)
         kwargs = {"step": self.global_step} if self._loss_takes_step else {}
         terms = self.loss(pred, batch["sharp"], **kwargs)
         loss = terms["loss"]
@@ -96,7 +103,7 @@ class DeblurLitModule(LightningModule):
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> Tensor:
         blurry, sharp = batch["blurry"], batch["sharp"]
-        pred = self(blurry).clamp(0, 1)
+        pred = self._predict(batch).clamp(0, 1)
         metrics, identity, order = (
             (self.val_metrics, self.val_identity, self.val_order)
             if stage == "val"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -41,6 +41,8 @@ class OrderingLitModule(L.LightningModule):
         scheduler: ``scheduler(optimizer) -> LRScheduler``, stepped once per epoch; defaults to the
             released StepLR(step_size=3, gamma=0.9); ``None`` for a constant learning rate.
         num_frames: T of the sequences (the metrics track K = T // 2 pairs).
+        model_spec: how to rebuild ``model`` without this module (see :mod:`hypercut.export`);
+            stored in the hyper-parameters so a ``.ckpt`` can be exported to a weights-only file.
 
     Shape:
         - batch["sharp"]: ``(B, T, 3, H, W)``.
@@ -53,9 +55,10 @@ class OrderingLitModule(L.LightningModule):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = RELEASED_SCHEDULER,
         num_frames: int = 7,
+        model_spec: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler"])
         self.model = model
         self.loss = loss if loss is not None else HyperCUTOrderingLoss()
         self.optimizer_factory = optimizer if optimizer is not None else RELEASED_OPTIMIZER

@@ -5,15 +5,18 @@ return a dict with key ``loss``.
 """
 
 from hypercut.losses.deblur import (
+    Canonicalizer,
     HyperCUTLoss,
     HyperCUTReleasedLoss,
     NaiveLoss,
     OrderInvariantLoss,
+    alpha_schedule,
     charbonnier,
     hypercut_loss,
     hypercut_released_loss,
     naive_loss,
     order_invariant_loss,
+    side_penalty,
 )
 from hypercut.losses.ordering import (
     HyperCUTOrderingLoss,
@@ -23,12 +26,14 @@ from hypercut.losses.ordering import (
 )
 
 __all__ = [
+    "Canonicalizer",
     "HyperCUTLoss",
     "HyperCUTOrderingLoss",
     "HyperCUTReleasedLoss",
     "MarginOrderingLoss",
     "NaiveLoss",
     "OrderInvariantLoss",
+    "alpha_schedule",
     "charbonnier",
     "hypercut_loss",
     "hypercut_ordering_loss",
@@ -36,4 +41,5 @@ __all__ = [
     "margin_ordering_loss",
     "naive_loss",
     "order_invariant_loss",
+    "side_penalty",
 ]

@@ -226,9 +226,11 @@ class ConvLSTMCell(nn.Module):
         self.hidden_channels = hidden_channels
         self.gates = nn.Conv2d(input_channels + hidden_channels, 4 * hidden_channels, kernel_size,
                                padding=kernel_size // 2)
+        bias = self.gates.bias
+        assert bias is not None
         with torch.no_grad():
-            self.gates.bias.zero_()
-            self.gates.bias[hidden_channels:2 * hidden_channels].fill_(1.0)
+            bias.zero_()
+            bias[hidden_channels:2 * hidden_channels].fill_(1.0)
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         if state is None:

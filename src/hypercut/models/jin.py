@@ -87,7 +87,7 @@ class JinFrameNet(nn.Module):
             for _ in range(num_refs)
         )
         groups: list[list[tuple[int, int]]] = [
-            [(1, 1)] * plain_blocks, [tuple(d) for d in dilations], [(1, 1)] * plain_blocks
+            [(1, 1)] * plain_blocks, [(d1, d2) for d1, d2 in dilations], [(1, 1)] * plain_blocks
         ]
         self.groups = nn.ModuleList(
             nn.Sequential(*(InstanceNormResBlock(width, d) for d in group)) for group in groups if group

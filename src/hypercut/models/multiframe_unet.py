@@ -23,8 +23,10 @@ class MultiFrameUNet(nn.Module):
     identity baseline): training starts from it instead of from noise.
 
     Only convolutions, LeakyReLU, additions and pixel (un)shuffles: it runs well in
-    ``channels_last`` (convert both model and input for the best CPU speed). Defaults: 2.79 M
-    parameters, ~40 k MACs per pixel at ``T = 7``; about 1 s for a 1280x720 image on two CPU cores.
+    ``channels_last``; the forward pass converts its features to it (about 2x faster than
+    contiguous NCHW on CPU). Defaults: 3.51 M parameters (2.4 M of them in the two 256-channel
+    bottleneck blocks, which cost little compute), 47 k MACs per pixel at ``T = 7``; about 0.9 s for a
+    1280x720 image on two CPU cores (``torch.inference_mode``).
 
     The input is padded (reflect) to a multiple of ``2 ** (depth + 1)`` and the output cropped back.
 
@@ -83,8 +85,8 @@ class MultiFrameUNet(nn.Module):
             nn.Sequential(*(ResBlock(widths[i]) for _ in range(dec_blocks))) for i in range(depth)
         )
         self.head = nn.Conv2d(widths[0], num_frames * 3 * 4, 3, padding=1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        for param in self.head.parameters():
+            nn.init.zeros_(param)
 
     def forward(self, blurry: Tensor) -> Tensor:
         if blurry.dim() != 4 or blurry.shape[1] != 3:

@@ -155,8 +155,8 @@ class FlowDecoder(nn.Module):
                                              ResBlock(width)))
             self.heads.append(nn.Conv2d(width, 2, 3, padding=1))
         for head in [self.head8, *self.heads]:
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+            for param in head.parameters():
+                nn.init.zeros_(param)
 
     def forward(self, latent: Tensor, center: Tensor) -> list[Tensor]:
         batch, t = center.shape[0], self.num_frames

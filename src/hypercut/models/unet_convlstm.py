@@ -85,8 +85,8 @@ class UNetConvLSTM(nn.Module):
         self.decoders = nn.ModuleList(blocks(widths[i]) for i in range(depth))
         self.act = nn.LeakyReLU(0.1, inplace=True)
         self.head = nn.Conv2d(widths[0], 3, 3, padding=1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        for param in self.head.parameters():
+            nn.init.zeros_(param)
 
     def forward(self, blurry: Tensor) -> Tensor:
         if blurry.dim() != 4 or blurry.shape[1] != 3:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["PairEncoder", "ResidualBlock", "make_activation"]
@@ -93,6 +92,7 @@ class PairEncoder(nn.Module):
         - Output: ``(N, D)`` with ``D = out_dim or dims[-1]``.
 
     Example:
+        >>> import torch
         >>> enc = PairEncoder()
         >>> sum(p.numel() for p in enc.parameters())
         2315552

@@ -88,7 +88,8 @@ class OrderingModel(nn.Module):
 
     Example:
         >>> from hypercut.ordering import Hyperplane, PairEncoder
-        >>> model = OrderingModel(PairEncoder(dims=(16, 16), num_res_blocks=1), Hyperplane(16))
+        >>> encoder = PairEncoder(width=8, dims=(16, 16), num_res_blocks=1, out_dim=None)
+        >>> model = OrderingModel(encoder, Hyperplane(encoder.out_dim))
         >>> u, v = model(torch.rand(2, 7, 3, 16, 16))
         >>> u.shape, bool((u == -v).all())
         (torch.Size([2, 3]), True)

@@ -1,0 +1,144 @@
+"""Command-line entry points: thin argparse layers over the library's functions.
+
+Each ``*_main(argv=None) -> int`` parses ``argv`` (``sys.argv[1:]`` by default) and returns an exit
+status; heavy imports happen inside the functions so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = ["data_main"]
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    parts = [float(p) for p in text.replace(",", " ").split()]
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three fractions train,val,test, got {text!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def _gamma(text: str) -> float | None:
+    return None if text.lower() in ("none", "1", "1.0", "off") else float(text)
+
+
+def _data_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hypercut-data", description="Build, check and pack blur-to-video datasets (root + metadata.json)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a procedural synthetic dataset")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--num-samples", type=int, default=200)
+    p.add_argument("--num-frames", type=int, default=7, help="sharp frames per sample (T)")
+    p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subframes", type=int, default=5, help="sub-frames per sharp frame (odd)")
+    p.add_argument("--gamma", type=_gamma, default=2.2, help="display gamma for linear-light averaging, or none")
+    p.add_argument("--splits", type=_fractions, default=(0.8, 0.1, 0.1), help="train,val,test fractions")
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
+    p.add_argument("--name", default="synthetic")
+    p.add_argument("--workers", type=int, default=1, help="parallel rendering processes")
+
+    p = sub.add_parser("from-video", help="average windows of a high-frame-rate video into blurry images")
+    p.add_argument("video", help="video file or folder of frames")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--num-frames", type=int, default=7)
+    p.add_argument("--subframes", type=int, default=1, help="source frames per sharp frame (window = T * m)")
+    p.add_argument("--window", type=int, default=None, help="frames per blurry image (overrides --subframes)")
+    p.add_argument("--stride", type=int, default=None, help="frames between window starts (default: window)")
+    p.add_argument("--gamma", type=_gamma, default=2.2)
+    p.add_argument("--splits", type=_fractions, default=(0.8, 0.1, 0.1))
+    p.add_argument("--gap", type=int, default=0, help="frames dropped between partitions")
+    p.add_argument("--name", default=None)
+
+    p = sub.add_parser("validate", help="report every problem of a dataset; exit 1 if any")
+    p.add_argument("root")
+    p.add_argument("--metadata", default="metadata.json")
+    p.add_argument("--sizes", action="store_true", help="also check that frames match the blurry image's size")
+
+    p = sub.add_parser("pack", help="write the memory-mapped packed store")
+    p.add_argument("root")
+    p.add_argument("--metadata", default="metadata.json")
+    p.add_argument("--out", default=None, help="output folder (default: ROOT/packed)")
+    p.add_argument("--splits", nargs="+", default=None, choices=("train", "val", "test"))
+
+    for action in sub.choices.values():
+        if action.prog.split()[-1] in ("synth", "from-video", "pack"):
+            action.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def data_main(argv: Sequence[str] | None = None) -> int:
+    """``hypercut-data synth|from-video|validate|pack``.
+
+    Returns:
+        0 on success; 1 when ``validate`` finds problems or a command fails on bad input.
+    """
+    args = _data_parser().parse_args(argv)
+    from hypercut.data.metadata import DatasetValidationError
+
+    start = time.perf_counter()
+    try:
+        if args.command == "synth":
+            from hypercut.data.synth import synthesize_dataset
+
+            path = synthesize_dataset(
+                args.out,
+                args.num_samples,
+                num_frames=args.num_frames,
+                size=tuple(args.size),
+                seed=args.seed,
+                subframes=args.subframes,
+                gamma=args.gamma,
+                splits=args.splits,
+                name=args.name,
+                bit_depth=args.bit_depth,
+                workers=args.workers,
+                show_progress=not args.quiet,
+            )
+            print(f"wrote {args.num_samples} samples to {path} in {time.perf_counter() - start:.1f} s")
+        elif args.command == "from-video":
+            from hypercut.data.video import dataset_from_video
+
+            path = dataset_from_video(
+                args.video,
+                args.out,
+                num_frames=args.num_frames,
+                subframes=args.subframes,
+                window=args.window,
+                stride=args.stride,
+                gamma=args.gamma,
+                splits=args.splits,
+                gap=args.gap,
+                name=args.name,
+                show_progress=not args.quiet,
+            )
+            print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
+        elif args.command == "validate":
+            from hypercut.data.metadata import validate_dataset
+
+            problems = validate_dataset(args.root, args.metadata, check_sizes=args.sizes)
+            for line in problems:
+                print(line)
+            if problems:
+                print(f"{len(problems)} problem(s) in {args.root}", file=sys.stderr)
+                return 1
+            print(f"{args.root}: OK")
+        elif args.command == "pack":
+            from hypercut.data.packed import pack_dataset
+
+            out = pack_dataset(args.root, args.metadata, out=args.out, splits=args.splits, show_progress=not args.quiet)
+            print(f"packed {args.root} into {out} in {time.perf_counter() - start:.1f} s")
+    except (DatasetValidationError, ValueError, FileNotFoundError) as exc:
+        print(f"hypercut-data {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(data_main())

@@ -57,7 +57,10 @@ def reference_loader(root: Path, crop: int, rng: np.random.Generator):
 
     def load(i: int) -> dict:
         s = meta.samples[i]
-        images = [np.asarray(Image.open(root / p).convert("RGB"), dtype=np.float32) / 255.0 for p in (s.blur_path, *s.frame_paths)]
+        images = [
+            np.asarray(Image.open(root / p).convert("RGB"), dtype=np.float32) / 255.0
+            for p in (s.blur_path, *s.frame_paths)
+        ]
         h, w = images[0].shape[:2]
         top, left = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
         crops = [img[top : top + crop, left : left + crop] for img in images]
@@ -81,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp) / "data"
         t0 = time.perf_counter()
         synthesize_dataset(
-            root, args.samples, num_frames=7, size=(720, 1280), subframes=3, splits=(1, 0, 0), show_progress=False
+            root,
+            args.samples,
+            num_frames=7,
+            size=(720, 1280),
+            subframes=3,
+            splits=(1, 0, 0),
+            show_progress=False,
         )
         t_synth = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -92,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         aug = PairedAugment(crop_size=args.crop, hflip=True)
         loaders = {
             "reference_pillow_full_decode": reference_loader(root, args.crop, np.random.default_rng(0)),
-            "BlurSequenceDataset": BlurSequenceDataset(root, split="train", transform=aug, seed=0).__getitem__,
-            "PackedSequenceDataset": PackedSequenceDataset(packed_dir, "train", transform=aug, seed=0).__getitem__,
+            "BlurSequenceDataset": BlurSequenceDataset(
+                root, split="train", transform=aug, seed=0
+            ).__getitem__,
+            "PackedSequenceDataset": PackedSequenceDataset(
+                packed_dir, "train", transform=aug, seed=0
+            ).__getitem__,
         }
         shapes = {name: tuple(fn(0)["sharp"].shape) for name, fn in loaders.items()}
         results = {}
@@ -105,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"1 blurry + 7 sharp frames, 720x1280 PNG sources, {args.crop}x{args.crop} crop, one process")
     print(f"{'loader':32s} {'samples/s':>10s} {'ms/sample':>10s} {'speed-up':>9s}")
     for name, r in results.items():
-        print(f"{name:32s} {r['samples_per_s']:10.1f} {r['ms_per_sample']:10.2f} {r['samples_per_s'] / ref:8.1f}x")
+        print(
+            f"{name:32s} {r['samples_per_s']:10.1f} {r['ms_per_sample']:10.2f} {r['samples_per_s'] / ref:8.1f}x"
+        )
     report = {
         "benchmark": "data_loader",
         "setup": {

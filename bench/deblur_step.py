@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 x = blurry.contiguous(memory_format=torch.channels_last) if "_cl" in variant else blurry
 
                 def step(module: nn.Module = module, optimizer: torch.optim.Optimizer = optimizer,
-                         x: torch.Tensor = x, precision: str = precision) -> None:
+                         x: torch.Tensor = x, precision: str = precision, sharp: torch.Tensor = sharp) -> None:
                     optimizer.zero_grad(set_to_none=True)
                     with autocast(device, precision):
                         pred = module(x)

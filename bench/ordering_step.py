@@ -26,6 +26,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         step(sharp)  # first call: cuDNN autotuning / compilation
                         synchronize(device)
                         first_call = time.perf_counter() - t0
-                        timing = time_call(lambda: step(sharp), device, warmup=warmup, repeats=repeats,
+                        timing = time_call(partial(step, sharp), device, warmup=warmup, repeats=repeats,
                                            inner=inner, max_seconds=max_seconds)
                 except Exception as exc:  # a failing variant (e.g. compile) must not lose the others
                     print(f"  {variant.name}: FAILED {type(exc).__name__}: {exc}", flush=True)

@@ -29,6 +29,7 @@ from hypercut.data import (
     validate_dataset,
     write_metadata,
 )
+from hypercut.data import io as data_io
 from hypercut.data.packed import find_packed
 from hypercut.data.transforms import crop_shape
 
@@ -58,10 +59,10 @@ def test_metadata_round_trip_keeps_everything(tiny_dataset: Path, tmp_path: Path
 
 def test_validation_reports_every_problem_at_once(tiny_dataset: Path) -> None:
     raw = _load(tiny_dataset)
-    (tiny_dataset / "00000" / "sharp" / "003.png").unlink()  # data[0]: missing file
+    raw["data"][0]["partition"] = "holdout"  # data[0]: unknown partition
     del raw["data"][1]["frame007_path"]  # data[1]: 6 frames for frame_per_seq 7
     raw["data"][2]["order"] = "forward"  # data[2]: unknown order
-    raw["data"][3]["partition"] = "holdout"  # data[3]: unknown partition
+    (tiny_dataset / "00003" / "sharp" / "003.png").unlink()  # data[3]: missing file
     raw["data"][4]["blur_path"] = "../outside.png"  # data[4]: escapes the root
     raw["data"][5]["frame002_path"] = "/etc/passwd"  # data[5]: absolute path
     del raw["data"][5]["id"]  # data[5]: missing field
@@ -69,10 +70,10 @@ def test_validation_reports_every_problem_at_once(tiny_dataset: Path) -> None:
 
     problems = validate_dataset(tiny_dataset)
     expected = [
-        "metadata.json: data[0].frame003_path: file not found: 00000/sharp/003.png",
+        "metadata.json: data[0].partition: unknown partition 'holdout'",
         "metadata.json: data[1].frame007_path: missing field",
         "metadata.json: data[2].order: unknown order 'forward'",
-        "metadata.json: data[3].partition: unknown partition 'holdout'",
+        "metadata.json: data[3].frame003_path: file not found: 00003/sharp/003.png",
         "metadata.json: data[4].blur_path: path escapes the dataset root: ../outside.png",
         "metadata.json: data[5].id: missing field",
     ]
@@ -81,8 +82,8 @@ def test_validation_reports_every_problem_at_once(tiny_dataset: Path) -> None:
     with pytest.raises(DatasetValidationError) as info:
         check_dataset(tiny_dataset)
     assert info.value.problems == problems
-    with pytest.raises(DatasetValidationError, match="data\\[0\\].frame003_path: file not found"):
-        BlurSequenceDataset(tiny_dataset, split="train")
+    with pytest.raises(DatasetValidationError, match="data\\[3\\].frame003_path: file not found"):
+        BlurSequenceDataset(tiny_dataset, split="val")
 
 
 def test_validation_absolute_path_duplicate_id_and_extra_frame(tiny_dataset: Path) -> None:
@@ -94,7 +95,10 @@ def test_validation_absolute_path_duplicate_id_and_extra_frame(tiny_dataset: Pat
     problems = validate_dataset(tiny_dataset)
     assert "metadata.json: data[0].frame002_path: absolute path not allowed: /tmp/x.png" in problems
     assert any(p.startswith("metadata.json: data[1].id: duplicate id '00000'") for p in problems)
-    assert any(p.startswith("metadata.json: data[2].frame008_path: frame 8 outside frame_per_seq = 7") for p in problems)
+    assert any(
+        p.startswith("metadata.json: data[2].frame008_path: frame 8 outside frame_per_seq = 7")
+        for p in problems
+    )
     assert len(problems) == 3
 
 
@@ -122,8 +126,11 @@ def test_size_check_and_read_error_name_both_files(tiny_dataset: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- image IO
+@pytest.mark.parametrize("decoder", ["rgb", "unchanged"])
 @pytest.mark.parametrize("kind", ["rgb8", "rgb16", "grey8", "grey16", "greyalpha", "rgba", "jpeg"])
-def test_read_image_formats(tmp_path: Path, kind: str) -> None:
+def test_read_image_formats(tmp_path: Path, kind: str, decoder: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if decoder == "unchanged":  # the path for OpenCV builds without IMREAD_COLOR_RGB
+        monkeypatch.setattr(data_io, "_IMREAD_RGB", None)
     rng = np.random.default_rng(0)
     rgb8 = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
     grey8 = rng.integers(0, 256, (6, 5), dtype=np.uint8)
@@ -190,6 +197,24 @@ def test_reverse_and_random_orders(make_tiny_dataset) -> None:
     a = BlurSequenceDataset(root, split="train", seed=5)
     b = BlurSequenceDataset(root, split="train", seed=5)
     assert [a[2]["reversed"] for _ in range(12)] == [b[2]["reversed"] for _ in range(12)]
+
+
+def test_worker_generators_differ_and_reproduce(make_tiny_dataset) -> None:
+    root = make_tiny_dataset(num_samples=8, partitions=["train"] * 8, orders=["random"] * 8)
+
+    def draw(blurry, sharp, rng):  # the value shows which generator state a read used
+        return np.full_like(blurry, rng.random()), sharp
+
+    def epochs(seed: int) -> list[list[float]]:
+        torch.manual_seed(seed)
+        ds = BlurSequenceDataset(root, split="train", transform=draw, seed=1)
+        loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, collate_fn=collate_sequences)
+        return [[float(b["blurry"][0, 0, 0, 0]) for b in loader] for _ in range(2)]
+
+    first, second = epochs(0)
+    assert first[0::2] != first[1::2]  # worker 0 (items 0, 2, ...) and worker 1 draw differently
+    assert first != second  # and differently in every epoch
+    assert epochs(0) == [first, second]  # reproducible under the same torch seed
 
 
 def _coordinate_sample(h: int = 30, w: int = 44, t: int = 5) -> tuple[np.ndarray, np.ndarray]:

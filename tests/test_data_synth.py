@@ -66,8 +66,20 @@ def test_synthesis_is_deterministic(tmp_path: Path) -> None:
     np.testing.assert_array_equal(a.sharp, b.sharp)
     assert not np.array_equal(a.blurry, c.blurry)
     for name in ("one", "two"):
-        argv = ["synth", str(tmp_path / name), "--num-samples", "5", "--size", "24", "32", "--num-frames", "3"]
-        assert data_main([*argv, "--subframes", "3", "--seed", "4", "--splits", "0.6,0.2,0.2", "--quiet"]) == 0
+        argv = [
+            "synth",
+            str(tmp_path / name),
+            "--num-samples",
+            "5",
+            "--size",
+            "24",
+            "32",
+            "--num-frames",
+            "3",
+        ]
+        assert (
+            data_main([*argv, "--subframes", "3", "--seed", "4", "--splits", "0.6,0.2,0.2", "--quiet"]) == 0
+        )
     files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
     assert len(files) == 5 * 4
     for f in files:
@@ -114,17 +126,30 @@ def test_dataset_from_video_has_contiguous_partitions(tmp_path: Path) -> None:
     frames = _moving_frames()
     video = tmp_path / "clip.mkv"
     _write_video(video, frames)
-    meta_path = dataset_from_video(video, tmp_path / "out", num_frames=3, window=5, gamma=None, show_progress=False)
+    meta_path = dataset_from_video(
+        video, tmp_path / "out", num_frames=3, window=5, gamma=None, show_progress=False
+    )
     meta = read_metadata(meta_path)
     assert validate_dataset(tmp_path / "out") == []
     raw = json.loads(meta_path.read_text())
-    spans = {p: [tuple(e["source_frames"]) for e in raw["data"] if e["partition"] == p] for p in ("train", "val", "test")}
+    spans = {
+        p: [tuple(e["source_frames"]) for e in raw["data"] if e["partition"] == p]
+        for p in ("train", "val", "test")
+    }
     n_train, n_val, _ = split_counts(64, (0.8, 0.1, 0.1))  # frames [0, 52), [52, 58), [58, 64)
     assert spans["train"] == [(s, s + 5) for s in range(0, 47, 5)]
     assert spans["val"] == [(52, 57)] and spans["test"] == [(58, 63)]
     assert max(e for _, e in spans["train"]) <= n_train <= min(s for s, _ in spans["val"])
     assert max(e for _, e in spans["val"]) <= n_train + n_val <= min(s for s, _ in spans["test"])
-    assert window_sharp_indices(3, 5) == [0, 2, 4] and window_sharp_indices(7, 21) == [1, 4, 7, 10, 13, 16, 19]
+    assert window_sharp_indices(3, 5) == [0, 2, 4] and window_sharp_indices(7, 21) == [
+        1,
+        4,
+        7,
+        10,
+        13,
+        16,
+        19,
+    ]
     # sample 1 = frames 5..9: blurry is their mean, sharp frames are 5, 7, 9
     s = meta.samples[1]
     blurry = read_image(tmp_path / "out" / s.blur_path)
@@ -137,10 +162,16 @@ def test_dataset_from_video_has_contiguous_partitions(tmp_path: Path) -> None:
 
     for i, f in enumerate(frames[:20]):
         write_image(folder / f"{i}.png", f)
-    meta2 = read_metadata(dataset_from_video(folder, tmp_path / "out2", num_frames=3, subframes=1, splits=(1, 0, 0), show_progress=False))
+    meta2 = read_metadata(
+        dataset_from_video(
+            folder, tmp_path / "out2", num_frames=3, subframes=1, splits=(1, 0, 0), show_progress=False
+        )
+    )
     assert len(meta2.samples) == 6 and {s.partition for s in meta2.samples} == {"train"}
     lin = decode_gamma(np.stack(frames[3:6]) / np.float32(255), 2.2).mean(0)
-    np.testing.assert_allclose(read_image(tmp_path / "out2" / meta2.samples[1].blur_path), encode_gamma(lin, 2.2), atol=0.6 / 255)
+    np.testing.assert_allclose(
+        read_image(tmp_path / "out2" / meta2.samples[1].blur_path), encode_gamma(lin, 2.2), atol=0.6 / 255
+    )
 
 
 def test_plan_windows_never_straddles(tmp_path: Path) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-__all__ = ["data_main"]
+__all__ = ["data_main", "eval_main", "export_main", "infer_main", "label_order_main", "train_main"]
 
 
 def _fractions(text: str) -> tuple[float, float, float]:
@@ -27,7 +28,8 @@ def _gamma(text: str) -> float | None:
 
 def _data_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hypercut-data", description="Build, check and pack blur-to-video datasets (root + metadata.json)."
+        prog="hypercut-data",
+        description="Build, check and pack blur-to-video datasets (root + metadata.json).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -38,7 +40,9 @@ def _data_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subframes", type=int, default=5, help="sub-frames per sharp frame (odd)")
-    p.add_argument("--gamma", type=_gamma, default=2.2, help="display gamma for linear-light averaging, or none")
+    p.add_argument(
+        "--gamma", type=_gamma, default=2.2, help="display gamma for linear-light averaging, or none"
+    )
     p.add_argument("--splits", type=_fractions, default=(0.8, 0.1, 0.1), help="train,val,test fractions")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
     p.add_argument("--name", default="synthetic")
@@ -59,7 +63,9 @@ def _data_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="report every problem of a dataset; exit 1 if any")
     p.add_argument("root")
     p.add_argument("--metadata", default="metadata.json")
-    p.add_argument("--sizes", action="store_true", help="also check that frames match the blurry image's size")
+    p.add_argument(
+        "--sizes", action="store_true", help="also check that frames match the blurry image's size"
+    )
 
     p = sub.add_parser("pack", help="write the memory-mapped packed store")
     p.add_argument("root")
@@ -132,7 +138,9 @@ def data_main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "pack":
             from hypercut.data.packed import pack_dataset
 
-            out = pack_dataset(args.root, args.metadata, out=args.out, splits=args.splits, show_progress=not args.quiet)
+            out = pack_dataset(
+                args.root, args.metadata, out=args.out, splits=args.splits, show_progress=not args.quiet
+            )
             print(f"packed {args.root} into {out} in {time.perf_counter() - start:.1f} s")
     except (DatasetValidationError, ValueError, FileNotFoundError) as exc:
         print(f"hypercut-data {args.command}: error: {exc}", file=sys.stderr)
@@ -140,5 +148,66 @@ def data_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(data_main())
+# Hydra entry points: each composes conf/<name>.yaml (shipped in the package; add your own configs with
+# --config-dir) and calls the function of the same name in hypercut.tasks.
+def _hydra_app(config_name: str, job: Callable[[Any], Any]) -> Callable[[], Any]:
+    import hydra
+
+    return hydra.main(version_base="1.3", config_path="conf", config_name=config_name)(job)
+
+
+def _train(cfg: Any) -> float | None:
+    from hypercut import tasks
+
+    return tasks.train(cfg)  # the returned metric is what the Optuna sweeper optimises
+
+
+def _eval(cfg: Any) -> None:
+    from hypercut import tasks
+
+    tasks.evaluate(cfg)
+
+
+def _label_order(cfg: Any) -> None:
+    from hypercut import tasks
+
+    tasks.label_order(cfg)
+
+
+def _infer(cfg: Any) -> None:
+    from hypercut import tasks
+
+    report = tasks.infer(cfg)
+    if report.failed:
+        sys.exit(1)
+
+
+def _export(cfg: Any) -> None:
+    from hypercut import tasks
+
+    tasks.export(cfg)
+
+
+def train_main() -> None:
+    """``hypercut-train``: train the deblurring net (default) or the ordering net (experiment=ordering)."""
+    _hydra_app("train", _train)()
+
+
+def eval_main() -> None:
+    """``hypercut-eval``: per-frame PSNR/SSIM/pPSNR/pSSIM table of a weights file on a dataset split."""
+    _hydra_app("eval", _eval)()
+
+
+def label_order_main() -> None:
+    """``hypercut-label-order``: write a new metadata file with each sample's order set by an ordering net."""
+    _hydra_app("label_order", _label_order)()
+
+
+def infer_main() -> None:
+    """``hypercut-infer``: images or folders -> per input T PNG frames, a GIF and an MP4."""
+    _hydra_app("infer", _infer)()
+
+
+def export_main() -> None:
+    """``hypercut-export``: a Lightning checkpoint -> a self-describing weights-only file."""
+    _hydra_app("export", _export)()

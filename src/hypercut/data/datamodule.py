@@ -3,18 +3,55 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hypercut.data.datasets import BlurSequenceDataset, ImageFolderDataset, collate_sequences
 from hypercut.data.metadata import DatasetMetadata, check_dataset, read_metadata, resolve_metadata_path
 from hypercut.data.packed import PackedSequenceDataset, find_packed
 from hypercut.data.transforms import CenterCropMultiple, PairedAugment
 
-__all__ = ["BlurSequenceDataModule"]
+__all__ = ["BlurSequenceDataModule", "EpochShuffleSampler"]
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation per epoch drawn from ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every training epoch (on a resumed run too), which also
+    restarts the dataset's augmentation randomness from ``(seed, epoch)``: an epoch is the same
+    whether or not the run was interrupted before it. (Persistent workers keep their own copy of the
+    dataset, so with them the augmentation continues rather than restarts.) Under DDP Lightning
+    replaces this sampler with a ``DistributedSampler``.
+
+    Args:
+        dataset: a sized dataset; if it has ``set_epoch`` it is told the epoch.
+        seed: the seed.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        set_dataset_epoch = getattr(self.dataset, "set_epoch", None)
+        if callable(set_dataset_epoch):
+            set_dataset_epoch(self.epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        # A generator: the permutation is drawn at the first index, after Lightning's set_epoch, even
+        # when the DataLoader iterator was created before it.
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        yield from torch.randperm(len(self), generator=generator).tolist()
 
 
 class BlurSequenceDataModule(LightningDataModule):
@@ -113,7 +150,9 @@ class BlurSequenceDataModule(LightningDataModule):
     # -- datasets ---------------------------------------------------------------------------------
     def _require_root(self) -> Path:
         if self.root is None:
-            raise ValueError("BlurSequenceDataModule: root is not set (the dataset folder with metadata.json)")
+            raise ValueError(
+                "BlurSequenceDataModule: root is not set (the dataset folder with metadata.json)"
+            )
         return self.root
 
     @property
@@ -178,15 +217,18 @@ class BlurSequenceDataModule(LightningDataModule):
         if split != "predict" and not self.metadata.partition(split):
             raise ValueError(
                 f"{self._require_root() / self.metadata_file}: no samples with partition {split!r}; "
-                f"the {split} dataloader needs at least one (set \"partition\": \"{split}\" on some entries)"
+                f'the {split} dataloader needs at least one (set "partition": "{split}" on some entries)'
             )
         return self.dataset(split)
 
     def _loader(self, ds: Dataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        # With a seed, the shuffle and the augmentation of an epoch depend on (seed, epoch) only.
+        sampler = EpochShuffleSampler(ds, self.seed) if shuffle and self.seed is not None else None
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.persistent_workers,

@@ -5,10 +5,11 @@ prediction folders), ``id`` ``str`` and ``reversed`` ``bool`` (the frames were f
 disk by the sample's ``order``).
 
 Randomness (``order: random`` and the augmentation) comes from one ``numpy.random.Generator`` per
-dataset and process, created on first use: in the main process from ``seed`` (or torch's initial
-seed when ``seed`` is None), in a DataLoader worker from ``seed`` and the worker's torch seed, which
-differs per worker and per epoch and follows ``seed_everything(..., workers=True)``. Nothing global
-is seeded or read.
+dataset and process, created on first use. With a ``seed`` it is drawn from ``(seed, epoch)`` in the
+main process and ``(seed, epoch, worker id)`` in a DataLoader worker, so an epoch's crops do not depend
+on what ran before it (resuming at an epoch boundary continues exactly; ``set_epoch`` is called by
+:class:`EpochShuffleSampler`). Without a seed it comes from torch's initial seed, in a worker from the
+worker's torch seed, following ``seed_everything(..., workers=True)``. Nothing global is seeded.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ __all__ = ["BlurSequenceDataset", "ImageFolderDataset", "collate_sequences", "to
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
 
-def to_item(blurry: np.ndarray, sharp: np.ndarray | None, sample_id: str, reversed_: bool | None) -> dict[str, Any]:
+def to_item(
+    blurry: np.ndarray, sharp: np.ndarray | None, sample_id: str, reversed_: bool | None
+) -> dict[str, Any]:
     """Build a contract item from channel-last float32 arrays.
 
     Shape:
@@ -88,6 +91,7 @@ class _SeededDataset(Dataset):
     """Per-process ``numpy`` generator; see the module docstring."""
 
     seed: int | None = None
+    epoch: int = 0
     _rng: np.random.Generator | None = None
     _rng_pid: int | None = None
 
@@ -96,13 +100,21 @@ class _SeededDataset(Dataset):
         pid = os.getpid()
         if self._rng is None or self._rng_pid != pid:
             info = torch.utils.data.get_worker_info()
-            if info is None:
-                entropy = [self.seed if self.seed is not None else torch.initial_seed()]
+            if self.seed is not None:
+                entropy = [self.seed, self.epoch] + ([] if info is None else [info.id])
+            elif info is None:
+                entropy = [torch.initial_seed()]
             else:
-                entropy = [self.seed if self.seed is not None else 0, info.seed]
+                entropy = [0, info.seed]
             self._rng = np.random.default_rng(entropy)
             self._rng_pid = pid
         return self._rng
+
+    def set_epoch(self, epoch: int) -> None:
+        """Restart the randomness from ``(seed, epoch)`` (no effect on the draws without a seed)."""
+        self.epoch = int(epoch)
+        if self.seed is not None:
+            self._rng = None
 
     def reseed(self, seed: int | None) -> None:
         """Restart the randomness of this dataset from ``seed``."""
@@ -157,7 +169,6 @@ class BlurSequenceDataset(_SeededDataset):
         validate: bool = True,
     ) -> None:
         self.root = Path(root)
-        self.metadata_name = "metadata" if isinstance(metadata, DatasetMetadata) else str(metadata)
         if validate:
             meta = check_dataset(self.root, metadata, partitions=split)
         elif isinstance(metadata, DatasetMetadata):
@@ -165,6 +176,7 @@ class BlurSequenceDataset(_SeededDataset):
         else:
             meta = read_metadata(resolve_metadata_path(self.root, metadata))
         self.metadata = meta
+        self.metadata_name = meta.source
         self.split = split
         indexed = meta.indexed(split)
         self.indices = [i for i, _ in indexed]
@@ -272,7 +284,9 @@ class ImageFolderDataset(Dataset):
             raise FileNotFoundError(f"predict folder not found: {self.folder}")
         self.files = list_images(self.folder, recursive=recursive)
         if not self.files:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in predict folder {self.folder}")
+            raise FileNotFoundError(
+                f"no images ({', '.join(IMAGE_EXTENSIONS)}) in predict folder {self.folder}"
+            )
         self.crop_multiple = int(crop_multiple)
 
     def __len__(self) -> int:
@@ -294,7 +308,9 @@ class ImageFolderDataset(Dataset):
             m = self.crop_multiple
             h, w = blurry.shape[0] // m * m, blurry.shape[1] // m * m
             if h == 0 or w == 0:
-                raise ValueError(f"{path}: {blurry.shape[0]}x{blurry.shape[1]} is smaller than crop_multiple {m}")
+                raise ValueError(
+                    f"{path}: {blurry.shape[0]}x{blurry.shape[1]} is smaller than crop_multiple {m}"
+                )
             top, left = (blurry.shape[0] - h) // 2, (blurry.shape[1] - w) // 2
             blurry = blurry[top : top + h, left : left + w]
         sample_id = path.relative_to(self.folder).with_suffix("").as_posix()

@@ -30,6 +30,13 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 """File suffixes (lower case) treated as images when scanning a folder."""
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# OpenCV >= 4.10: decode straight to RGB (grey expanded, alpha dropped), keeping 16-bit depth;
+# EXIF orientation is ignored, as Pillow and the header-based size checks do.
+_IMREAD_RGB = (
+    cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
+    if hasattr(cv2, "IMREAD_COLOR_RGB")
+    else None
+)
 
 
 class ImageReadError(OSError):
@@ -75,6 +82,10 @@ def read_image_raw(path: str | Path) -> np.ndarray:
         ImageReadError: the file is missing or cannot be decoded.
     """
     path = Path(path)
+    if _IMREAD_RGB is not None:  # decoder emits RGB directly: no extra full-image copy
+        img = cv2.imread(str(path), _IMREAD_RGB)
+        if img is not None and img.dtype in (np.uint8, np.uint16):
+            return img if img.ndim == 3 else np.repeat(img[:, :, None], 3, axis=2)
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         if not path.is_file():

@@ -124,12 +124,14 @@ class DatasetMetadata:
         frame_per_seq: number of sharp frames per sample (``T``, at least 3).
         samples: the entries of ``data`` in file order.
         extra: top-level keys this library does not use, kept for round trips.
+        source: file name used in error messages (set when read from a file).
     """
 
     name: str
     frame_per_seq: int
     samples: list[SampleRecord]
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    source: str = field(default="metadata", compare=False, repr=False)
 
     def indexed(self, partitions: str | Iterable[str] | None = None) -> list[tuple[int, SampleRecord]]:
         """``(index in data, sample)`` pairs of the given partitions (all when ``None``)."""
@@ -154,7 +156,11 @@ def _path_problem(value: str) -> str | None:
     """Why a relative path is not allowed, or None."""
     if value == "":
         return "empty path"
-    if PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute() or PureWindowsPath(value).drive:
+    if (
+        PurePosixPath(value).is_absolute()
+        or PureWindowsPath(value).is_absolute()
+        or PureWindowsPath(value).drive
+    ):
         return f"absolute path not allowed: {value}"
     normal = os.path.normpath(value.replace("\\", "/"))
     if normal == ".." or normal.startswith("../") or normal.startswith("..\\"):
@@ -177,7 +183,11 @@ def _parse(obj: Any, source: str) -> tuple[DatasetMetadata, list[str], list[int]
     """
     problems: list[str] = []
     if not isinstance(obj, dict):
-        return DatasetMetadata("", 0, []), [f"{source}: top level must be an object, got {type(obj).__name__}"], []
+        return (
+            DatasetMetadata("", 0, []),
+            [f"{source}: top level must be an object, got {type(obj).__name__}"],
+            [],
+        )
 
     name = obj.get("name", "")
     if not isinstance(name, str):
@@ -248,7 +258,9 @@ def _parse(obj: Any, source: str) -> tuple[DatasetMetadata, list[str], list[int]
                     extra[key] = value
                 continue
             if len(m.group(1)) < 3 or key != frame_key(int(m.group(1))):
-                problems.append(f"{where}.{key}: frame keys are zero-padded to 3 digits ({frame_key(int(m.group(1)))})")
+                problems.append(
+                    f"{where}.{key}: frame keys are zero-padded to 3 digits ({frame_key(int(m.group(1)))})"
+                )
                 bad = True
                 continue
             if not isinstance(value, str):
@@ -258,7 +270,9 @@ def _parse(obj: Any, source: str) -> tuple[DatasetMetadata, list[str], list[int]
             frames[int(m.group(1))] = value
         expected = fps if fps is not None else (max(frames) if frames else 0)
         if not frames:
-            problems.append(f"{where}: no frame paths (expected frame001_path..{frame_key(max(expected, 1))})")
+            problems.append(
+                f"{where}: no frame paths (expected frame001_path..{frame_key(max(expected, 1))})"
+            )
             bad = True
         else:
             for k in range(1, expected + 1):
@@ -286,7 +300,8 @@ def _parse(obj: Any, source: str) -> tuple[DatasetMetadata, list[str], list[int]
             )
         )
     top_extra = {k: v for k, v in obj.items() if k not in ("name", "frame_per_seq", "data")}
-    return DatasetMetadata(name=name, frame_per_seq=fps or 0, samples=samples, extra=top_extra), problems, kept
+    meta = DatasetMetadata(name=name, frame_per_seq=fps or 0, samples=samples, extra=top_extra, source=source)
+    return meta, problems, kept
 
 
 def parse_metadata(obj: Any, source: str = "metadata.json") -> tuple[DatasetMetadata, list[str]]:
@@ -390,8 +405,9 @@ def _validate(
     partitions: str | Iterable[str] | None,
     check_sizes: bool,
 ) -> tuple[DatasetMetadata | None, list[str]]:
+    problems: list[str]
     if isinstance(metadata, DatasetMetadata):
-        meta, problems, source = metadata, [], "metadata"
+        meta, problems, source = metadata, [], metadata.source
         positions = list(range(len(meta.samples)))
     else:
         source = str(metadata)
@@ -406,7 +422,10 @@ def _validate(
     for j, s in meta.indexed(partitions):
         i = positions[j]  # index in the file's data list (bad entries are not in meta)
         sample_ok = True
-        for key, p in (("blur_path", s.blur_path), *((frame_key(k), p) for k, p in enumerate(s.frame_paths, 1))):
+        for key, p in (
+            ("blur_path", s.blur_path),
+            *((frame_key(k), p) for k, p in enumerate(s.frame_paths, 1)),
+        ):
             why = _path_problem(p)
             if why is not None:
                 problems.append(f"{source}: data[{i}].{key}: {why}")

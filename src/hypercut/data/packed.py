@@ -33,6 +33,7 @@ __all__ = ["PACKED_FORMAT", "PackedSequenceDataset", "find_packed", "pack_datase
 PACKED_FORMAT = "hypercut-packed-v1"
 """Value of ``format`` in a packed split's index."""
 
+
 def pack_dataset(
     root: str | Path,
     metadata: str | Path = "metadata.json",
@@ -214,7 +215,9 @@ class PackedSequenceDataset(_SeededDataset):
             try:
                 top, left, ch, cw = t.crop_box(sample.shape[1], sample.shape[2], rng)
             except ValueError as exc:
-                raise ValueError(f"{self.packed_dir / self.split}.npy: id {self.ids[index]!r}: {exc}") from exc
+                raise ValueError(
+                    f"{self.packed_dir / self.split}.npy: id {self.ids[index]!r}: {exc}"
+                ) from exc
             window = to_float(np.asarray(sample[:, top : top + ch, left : left + cw]))
             blurry, sharp = t.augment_crop(window[0], window[1:], rng)
         else:

@@ -87,7 +87,9 @@ def split_counts(n: int, splits: Sequence[float]) -> list[int]:
     Every partition with a positive fraction gets at least one sample when ``n`` allows it.
     """
     if len(splits) != len(PARTITIONS) or any(f < 0 for f in splits) or sum(splits) <= 0:
-        raise ValueError(f"splits must be {len(PARTITIONS)} non-negative fractions (train, val, test), got {splits}")
+        raise ValueError(
+            f"splits must be {len(PARTITIONS)} non-negative fractions (train, val, test), got {splits}"
+        )
     total = float(sum(splits))
     counts = [int(round(n * f / total)) for f in splits]
     counts[0] = n - sum(counts[1:])
@@ -125,7 +127,9 @@ def _palette(rng: np.random.Generator, k: int) -> np.ndarray:
     return np.asarray(colours, dtype=np.float32)
 
 
-def _random_polygon(rng: np.random.Generator, cx: float, cy: float, radius: float) -> list[tuple[float, float]]:
+def _random_polygon(
+    rng: np.random.Generator, cx: float, cy: float, radius: float
+) -> list[tuple[float, float]]:
     n = int(rng.integers(3, 9))
     angles = np.sort(rng.uniform(0, 2 * np.pi, n))
     radii = radius * rng.uniform(0.45, 1.0, n)
@@ -161,7 +165,9 @@ def _texture(rng: np.random.Generator, h: int, w: int, shapes: int = 0) -> np.nd
         tex = tex * (1.0 + amplitude * lum[:, :, None])
     chroma = rng.uniform(0.0, 0.04)
     if chroma > 0:
-        tex = tex + chroma * _fractal_noise(rng, h, w, beta=1.5)[:, :, None] * rng.standard_normal(3).astype(np.float32)
+        tex = tex + chroma * _fractal_noise(rng, h, w, beta=1.5)[:, :, None] * rng.standard_normal(3).astype(
+            np.float32
+        )
     return np.clip(tex, 0.0, 1.0).astype(np.float32)
 
 
@@ -253,7 +259,9 @@ def random_scene(
     centre = np.array([(w - 1) / 2, (h - 1) / 2])
 
     # background: pan + small rotation + shake, inverse map x -> P + C + R(phi) (x - C) + b(t)
-    pan = rng.uniform(0, camera_motion) * w * np.array([math.cos(a := rng.uniform(0, 2 * np.pi)), math.sin(a)])
+    pan = (
+        rng.uniform(0, camera_motion) * w * np.array([math.cos(a := rng.uniform(0, 2 * np.pi)), math.sin(a)])
+    )
     amp = rng.uniform(0, shake, 2)
     freq = rng.uniform(1.0, 3.0, 2)
     phase = rng.uniform(0, 2 * np.pi, 2)
@@ -303,7 +311,8 @@ def _boxes(matrices: np.ndarray, tex_h: int, tex_w: int, h: int, w: int) -> np.n
     lo = np.floor(pts.min(1)).astype(int) - 1
     hi = np.ceil(pts.max(1)).astype(int) + 2
     return np.stack(
-        [np.maximum(lo[:, 0], 0), np.maximum(lo[:, 1], 0), np.minimum(hi[:, 0], w), np.minimum(hi[:, 1], h)], 1
+        [np.maximum(lo[:, 0], 0), np.maximum(lo[:, 1], 0), np.minimum(hi[:, 0], w), np.minimum(hi[:, 1], h)],
+        1,
     )
 
 
@@ -326,7 +335,12 @@ def render_subframes(scene: Scene) -> np.ndarray:
     boxes = [_boxes(o.matrices, o.texture.shape[0], o.texture.shape[1], h, w) for o in scene.objects]
     for i in range(scene.num_subframes):
         cv2.warpAffine(
-            bg, scene.background.matrices[i], (w, h), dst=out[i], flags=flags, borderMode=cv2.BORDER_REFLECT_101
+            bg,
+            scene.background.matrices[i],
+            (w, h),
+            dst=out[i],
+            flags=flags,
+            borderMode=cv2.BORDER_REFLECT_101,
         )
         for layer, box in zip(scene.objects, boxes):
             x0, y0, x1, y1 = (int(v) for v in box[i])

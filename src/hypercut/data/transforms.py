@@ -230,7 +230,9 @@ class CenterCropMultiple:
             raise ValueError(f"multiple must be >= 1, got {multiple}")
         self.multiple = int(multiple)
 
-    def crop_box(self, height: int, width: int, rng: np.random.Generator | None = None) -> tuple[int, int, int, int]:
+    def crop_box(
+        self, height: int, width: int, rng: np.random.Generator | None = None
+    ) -> tuple[int, int, int, int]:
         """The centred crop ``(top, left, crop_height, crop_width)``; ``rng`` is unused."""
         ch, cw = crop_shape(height, width, None, self.multiple)
         return (height - ch) // 2, (width - cw) // 2, ch, cw

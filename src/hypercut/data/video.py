@@ -26,7 +26,13 @@ from hypercut.data.io import read_image, to_float, write_image
 from hypercut.data.metadata import PARTITIONS, DatasetMetadata, SampleRecord, write_metadata
 from hypercut.data.synth import decode_gamma, encode_gamma, split_counts
 
-__all__ = ["count_video_frames", "dataset_from_video", "iter_video_frames", "plan_windows", "window_sharp_indices"]
+__all__ = [
+    "count_video_frames",
+    "dataset_from_video",
+    "iter_video_frames",
+    "plan_windows",
+    "window_sharp_indices",
+]
 
 
 def window_sharp_indices(num_frames: int, window: int) -> list[int]:
@@ -142,7 +148,9 @@ def dataset_from_video(
     total = count_video_frames(video)
     plan = plan_windows(total, window, stride, splits, gap)
     if not plan:
-        raise ValueError(f"{video}: {total} frames give no window of {window} frames with splits {tuple(splits)}")
+        raise ValueError(
+            f"{video}: {total} frames give no window of {window} frames with splits {tuple(splits)}"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -170,14 +178,31 @@ def dataset_from_video(
             write_image(out / p, buffer[off][1], compression=1)
             paths.append(p)
         records.append(
-            SampleRecord(sid, blur_path, tuple(paths), partition=part, order="ignore", extra={"source_frames": [first, first + window]})
+            SampleRecord(
+                sid,
+                blur_path,
+                tuple(paths),
+                partition=part,
+                order="ignore",
+                extra={"source_frames": [first, first + window]},
+            )
         )
     if len(records) != len(plan):
-        raise ValueError(f"{video}: decoded fewer frames than the {total} announced; wrote {len(records)} of {len(plan)} samples")
+        raise ValueError(
+            f"{video}: decoded fewer frames than the {total} announced; wrote {len(records)} of {len(plan)} samples"
+        )
     meta = DatasetMetadata(
         name=name or video.stem,
         frame_per_seq=num_frames,
         samples=records,
-        extra={"generator": {"kind": "hypercut.video", "source": video.name, "window": window, "stride": stride, "gamma": gamma}},
+        extra={
+            "generator": {
+                "kind": "hypercut.video",
+                "source": video.name,
+                "window": window,
+                "stride": stride,
+                "gamma": gamma,
+            }
+        },
     )
     return write_metadata(meta, out / "metadata.json")

@@ -1,7 +1,13 @@
 """LightningModules and callbacks (torch + Lightning; no Hydra, no wandb)."""
 
-from hypercut.lit.callbacks import CheckpointOnInterrupt, warmup_cosine
+from hypercut.lit.callbacks import CheckpointOnInterrupt, SamplerEpochSync, warmup_cosine
 from hypercut.lit.deblur import DeblurLitModule
 from hypercut.lit.ordering import OrderingLitModule
 
-__all__ = ["CheckpointOnInterrupt", "DeblurLitModule", "OrderingLitModule", "warmup_cosine"]
+__all__ = [
+    "CheckpointOnInterrupt",
+    "DeblurLitModule",
+    "OrderingLitModule",
+    "SamplerEpochSync",
+    "warmup_cosine",
+]

@@ -31,6 +31,22 @@ class CheckpointOnInterrupt(Callback):
             rank_zero_info(f"Interrupted at step {trainer.global_step}: resumable checkpoint at {path}")
 
 
+class SamplerEpochSync(Callback):
+    """Tells the training sampler the epoch as ``trainer.current_epoch`` at every epoch start.
+
+    Lightning itself calls ``sampler.set_epoch`` with its count of processed epochs, which after a
+    resume from an end-of-epoch checkpoint is one ahead of the uninterrupted run's; seeded samplers
+    (:class:`hypercut.data.datamodule.EpochShuffleSampler`) would then draw another permutation and
+    augmentation. With this callback a resumed run sees exactly the batches the uninterrupted one saw.
+    """
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        sampler = getattr(trainer.train_dataloader, "sampler", None)
+        set_epoch = getattr(sampler, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(trainer.current_epoch)
+
+
 def warmup_cosine(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 100, min_factor: float = 0.05
 ) -> torch.optim.lr_scheduler.LambdaLR:

@@ -144,7 +144,8 @@ class DeblurLitModule(LightningModule):
         if order is not None:
             values.update({f"{stage}/pred_{k}": v for k, v in order.compute().items()})
             order.reset()
-        self.log_dict(values, sync_dist=False)
+        # Already reduced over ranks by torchmetrics; sync_dist only tells Lightning so (same values).
+        self.log_dict(values, sync_dist=True)
         metrics.reset()
         identity.reset()
 

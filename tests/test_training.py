@@ -1,0 +1,242 @@
+"""The training system: configs compose and instantiate, both modules run through Hydra, resume,
+export, evaluation, labelling, the CLI and multirun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from hypercut import tasks
+from hypercut.export import load_pretrained, read_weights, save_weights
+from hypercut.ordering import Hyperplane, OrderingModel, PairEncoder
+
+CONF = Path(tasks.__file__).parent / "conf"
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+TINY_ENCODER = ["model/encoder=small", "model.encoder.width=8", "model.encoder.dims=[8,8]", "model.encoder.num_res_blocks=1", "model.encoder.out_dim=8"]
+
+
+def _deblur(root: Path, out: Path, logger: str = "csv") -> list[str]:
+    return [*_common(root, out, logger), "model/net=tiny"]
+
+
+def _common(root: Path, out: Path, logger: str = "csv") -> list[str]:
+    return [
+        f"paths.root_dir={out}",
+        "data=folder",
+        f"data.root={root}",
+        "data.batch_size=2",
+        "data.crop_size=32",
+        f"logger={logger}",
+        "trainer.log_every_n_steps=1",
+    ]
+
+
+@pytest.fixture
+def ordering_weights(tmp_path: Path) -> Path:
+    """A (random) tiny ordering model saved as a weights file."""
+    spec = {
+        "_target_": "hypercut.ordering.OrderingModel",
+        "encoder": {"_target_": "hypercut.ordering.PairEncoder", "width": 8, "dims": [8, 8], "num_res_blocks": 1, "out_dim": 8},
+        "hyperplane": {"_target_": "hypercut.ordering.Hyperplane", "dim": 8, "seed": 0},
+        "antisymmetric": True,
+    }
+    model = OrderingModel(PairEncoder(width=8, dims=(8, 8), num_res_blocks=1, out_dim=8), Hyperplane(8, seed=0))
+    return save_weights(model, tmp_path / "ordering.pt", spec)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_instantiates(experiment: str, tiny_dataset: Path, tmp_path: Path, ordering_weights: Path) -> None:
+    cfg = tasks.compose(
+        "train",
+        [f"experiment={experiment}", f"data.root={tiny_dataset}", f"ordering_weights={ordering_weights}"],
+        output_dir=tmp_path / "run",
+    )
+    OmegaConf.resolve(cfg)
+    module = tasks.build_module(cfg)
+    assert sum(p.numel() for p in module.parameters()) > 0
+    assert instantiate(cfg.data) is not None
+    assert isinstance(instantiate(cfg.trainer, logger=False, callbacks=tasks.build_callbacks(cfg)), object)
+
+
+@pytest.mark.parametrize("config_name", ["train", "eval", "label_order", "infer", "export"])
+def test_top_level_configs_compose(config_name: str, tmp_path: Path) -> None:
+    cfg = tasks.compose(config_name, output_dir=tmp_path)
+    assert cfg.task_name
+
+
+def test_hypercut_loss_without_ordering_weights_says_what_to_do(tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = tasks.compose("train", [f"data.root={tiny_dataset}"], output_dir=tmp_path)
+    with pytest.raises(ValueError, match="ordering_weights=PATH"):
+        tasks.build_module(cfg)
+
+
+def test_fast_dev_run_ordering(tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = tasks.compose(
+        "train", [*_common(tiny_dataset, tmp_path), "experiment=ordering", "debug=fdr", *TINY_ENCODER], output_dir=tmp_path / "o"
+    )
+    tasks.train(cfg)
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert "train/loss" in metrics and "val/con2" in metrics
+
+
+def test_fast_dev_run_deblur_hypercut(tiny_dataset: Path, tmp_path: Path, ordering_weights: Path) -> None:
+    cfg = tasks.compose(
+        "train", [*_deblur(tiny_dataset, tmp_path), "debug=fdr", f"ordering_weights={ordering_weights}"], output_dir=tmp_path / "d"
+    )
+    tasks.train(cfg)
+    metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    for key in ("train/loss", "train/reg", "val/ppsnr", "val/ppsnr_f1", "val/identity_ppsnr", "val/pred_con2", "test/pssim"):
+        assert key in metrics, key
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+
+
+def _deblur_run(root: Path, out: Path, steps: int, extra: list[str] = ()) -> Path:  # type: ignore[assignment]
+    cfg = tasks.compose(
+        "train",
+        [
+            *_deblur(root, out.parent),
+            "model/loss=naive",
+            f"trainer.max_steps={steps}",
+            "+trainer.limit_val_batches=1",
+            "model.scheduler.warmup_steps=2",
+            "data.hflip=false",
+            *extra,
+        ],
+        output_dir=out,
+    )
+    tasks.train(cfg)
+    return out
+
+
+def test_train_export_evaluate_infer(tiny_dataset: Path, tmp_path: Path, ordering_weights: Path) -> None:
+    run = _deblur_run(tiny_dataset, tmp_path / "run", steps=3)
+    weights = run / "weights.pt"
+    payload = read_weights(weights)
+    assert payload["spec"]["_target_"] == "hypercut.models.MultiFrameUNet"
+    assert "val/ppsnr" in payload["metrics"]
+
+    # The checkpoint converts into the same weights.
+    exported = tasks.export(tasks.compose("export", [f"ckpt={run / 'checkpoints' / 'best.ckpt'}", f"out={tmp_path / 'e.pt'}"], output_dir=tmp_path))
+    x = torch.rand(1, 3, 32, 40)
+    assert torch.equal(load_pretrained(weights)(x), load_pretrained(exported)(x))
+
+    metrics = tasks.evaluate(
+        tasks.compose("eval", [f"data.root={tiny_dataset}", f"weights={weights}", f"ordering_weights={ordering_weights}"], output_dir=tmp_path / "eval")
+    )
+    assert {"test/ppsnr_f7", "test/identity_ppsnr", "test/pred_con3"} <= set(metrics)
+    table = (tmp_path / "eval" / "results.md").read_text()
+    assert "| 7 |" in table and "identity_ppsnr" in table
+    assert (tmp_path / "eval" / "results.csv").read_text().count("\n") == 1 + 7 + 1  # header, 7 frames, mean
+
+    blurry = sorted(tiny_dataset.glob("*/blur.png"))[:2]
+    report = tasks.infer(tasks.compose("infer", [f"weights={weights}", f"inputs=[{blurry[0]},{blurry[1]}]", "formats=[png,gif]"], output_dir=tmp_path / "vid"))
+    assert not report.failed and len(list((tmp_path / "vid").rglob("*.gif"))) == 2
+
+
+def test_label_order_writes_new_metadata(tiny_dataset: Path, tmp_path: Path, ordering_weights: Path) -> None:
+    before = (tiny_dataset / "metadata.json").read_text()
+    stats = tasks.label_order(
+        tasks.compose("label_order", [f"data.root={tiny_dataset}", f"ordering_weights={ordering_weights}"], output_dir=tmp_path)
+    )
+    assert (tiny_dataset / "metadata.json").read_text() == before
+    labelled = json.loads(Path(stats["output"]).read_text())["data"]
+    assert len(labelled) == stats["samples"] == 6
+    assert sum(d["order"] == "reverse" for d in labelled) == stats["reversed"]
+    assert {d["order"] for d in labelled} <= {"keep", "reverse"}
+    with pytest.raises(FileExistsError):
+        tasks.label_order(
+            tasks.compose("label_order", [f"data.root={tiny_dataset}", f"ordering_weights={ordering_weights}", "output=metadata.json"], output_dir=tmp_path)
+        )
+
+
+def test_resume_continues_exactly(make_tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_tiny_dataset("resume", num_samples=12, partitions=["train"] * 8 + ["val"] * 2 + ["test"] * 2)
+    # 8 train samples / batch 2 = 4 steps per epoch: stop after epoch 1, resume to the end of epoch 2.
+    straight = _deblur_run(root, tmp_path / "straight", steps=8, extra=["data.hflip=true"])
+    # The same run stopped after its first epoch (the schedule still planned for 8 steps), then resumed.
+    interrupted = _deblur_run(root, tmp_path / "resumed", steps=8, extra=["data.hflip=true", "trainer.max_epochs=1"])
+    assert torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    _deblur_run(root, interrupted, steps=8, extra=["data.hflip=true", "ckpt_path=last"])
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (a["global_step"], b["global_step"]) == (8, 8)
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=1e-6, msg=key)
+
+
+def test_non_finite_loss_stops_with_step_and_ids() -> None:
+    from hypercut.lit import DeblurLitModule
+    from hypercut.losses import NaiveLoss
+
+    class NaNNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(float("nan")))
+
+        def forward(self, blurry: torch.Tensor) -> torch.Tensor:
+            return (blurry * self.scale).unsqueeze(1).expand(-1, 7, -1, -1, -1)
+
+    module = DeblurLitModule(net=NaNNet(), loss=NaiveLoss(), num_media_samples=0)
+    batch = {"blurry": torch.rand(2, 3, 16, 16), "sharp": torch.rand(2, 7, 3, 16, 16), "id": ["a/1", "b/2"]}
+    with pytest.raises(FloatingPointError, match=r"step 0, batch 3, sample ids \['a/1', 'b/2'\]"):
+        module.training_step(batch, 3)
+
+
+def _cli(command: str, args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run an installed console script (``hypercut-train`` ...) of this environment."""
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    script = Path(sys.executable).parent / command
+    return subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_multirun_two_jobs_through_the_cli(tiny_dataset: Path, tmp_path: Path) -> None:
+    result = _cli(
+        "hypercut-train",
+        ["-m", *_deblur(tiny_dataset, tmp_path), "model/loss=naive,order_invariant", "debug=fdr"], cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted((tmp_path / "runs" / "debug").glob("multirun_*/*/metrics.json"))
+    assert len(jobs) == 2
+
+
+def test_wandb_logger_offline_without_network(tiny_dataset: Path, tmp_path: Path, ordering_weights: Path) -> None:
+    """The default logger: W&B, offline, even with an API key set (it must not try to log in)."""
+    env_key = os.environ.get("WANDB_API_KEY")
+    os.environ["WANDB_API_KEY"] = "x" * 40
+    try:
+        cfg = tasks.compose(
+            "train", [*_deblur(tiny_dataset, tmp_path, logger="wandb"), "debug=fdr", f"ordering_weights={ordering_weights}"], output_dir=tmp_path / "w"
+        )
+        cfg.logger = tasks.compose("train", output_dir=tmp_path).logger  # debug=fdr switches to csv
+        tasks.train(cfg)
+    finally:
+        if env_key is None:
+            os.environ.pop("WANDB_API_KEY", None)
+        else:
+            os.environ["WANDB_API_KEY"] = env_key
+    assert list((tmp_path / "w" / "wandb").glob("offline-run-*"))
+
+
+def test_ddp_two_cpu_ranks_match_one_rank(tiny_dataset: Path, tmp_path: Path) -> None:
+    """2 DDP ranks (gloo) in a subprocess give the same test metrics as 1 rank."""
+    weights = _deblur_run(tiny_dataset, tmp_path / "w", steps=2) / "weights.pt"
+    results = {}
+    for devices in (1, 2):
+        out = tmp_path / f"ddp{devices}"
+        result = subprocess.run(
+            [sys.executable, str(Path(__file__).parent / "ddp_eval_worker.py"), str(tiny_dataset), str(weights), str(out), str(devices)],
+            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        results[devices] = json.loads((out / "metrics.json").read_text())
+    assert results[1].keys() == results[2].keys()
+    for key, value in results[1].items():
+        assert results[2][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key

@@ -50,10 +50,10 @@ stage() {
 
 # Merges the stage outputs into $OUT/bench.json (after every stage, so a kill keeps what was done).
 merge() {
-    "$PYTHON" - "$OUT" "$STATUS_FILE" <<'EOF' || echo "(merge failed)"
+    "$PYTHON" - "$OUT" "$STATUS_FILE" "$(($(date +%s) - START))" <<'EOF' || echo "(merge failed)"
 import json, os, platform, sys
 out, status_file = sys.argv[1], sys.argv[2]
-merged = {"stages": {}, "elapsed_s": None}
+merged = {"stages": {}, "elapsed_s": int(sys.argv[3])}
 for line in open(status_file):
     name, rc, secs = line.split()
     merged["stages"][name] = {"rc": rc, "seconds": int(secs)}
@@ -109,6 +109,14 @@ EOF
 
 environment() {
     nvidia-smi || echo "(nvidia-smi failed)"
+    # In a fresh interpreter first: the torch-only layers must not pull in the heavy dependencies.
+    "$PYTHON" -c '
+import sys
+import hypercut.losses, hypercut.metrics, hypercut.models, hypercut.ordering, hypercut.perf
+heavy = sorted(m for m in ("kornia", "hydra", "omegaconf", "albumentations", "wandb", "av", "lightning")
+               if m in sys.modules)
+print("hypercut torch-only layers import; heavy modules they loaded:", heavy or "none")
+'
     "$PYTHON" - <<'EOF'
 import importlib, sys, torch
 print("python", sys.version.split()[0], "| torch", torch.__version__, "| cuda", torch.version.cuda,
@@ -121,10 +129,6 @@ for name in ("lightning", "torchmetrics", "pytest", "numpy", "PIL", "cv2", "korn
         print(f"  {name:15s} {getattr(module, '__version__', 'present')}")
     except Exception as exc:
         print(f"  {name:15s} missing ({type(exc).__name__})")
-import hypercut.losses, hypercut.metrics, hypercut.models, hypercut.ordering, hypercut.perf  # noqa: E401
-heavy = sorted(m for m in ("kornia", "hydra", "omegaconf", "albumentations", "wandb", "av", "lightning")
-               if m in sys.modules)
-print("torch-only layers import; heavy modules loaded:", heavy or "none")
 EOF
 }
 

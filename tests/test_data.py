@@ -205,16 +205,23 @@ def test_worker_generators_differ_and_reproduce(make_tiny_dataset) -> None:
     def draw(blurry, sharp, rng):  # the value shows which generator state a read used
         return np.full_like(blurry, rng.random()), sharp
 
-    def epochs(seed: int) -> list[list[float]]:
-        torch.manual_seed(seed)
-        ds = BlurSequenceDataset(root, split="train", transform=draw, seed=1)
+    def epochs(torch_seed: int, seed: int | None = 1) -> list[list[float]]:
+        torch.manual_seed(torch_seed)
+        ds = BlurSequenceDataset(root, split="train", transform=draw, seed=seed)
         loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, collate_fn=collate_sequences)
-        return [[float(b["blurry"][0, 0, 0, 0]) for b in loader] for _ in range(2)]
+        draws = []
+        for epoch in range(2):
+            ds.set_epoch(epoch)  # what EpochShuffleSampler does when Lightning starts an epoch
+            draws.append([float(b["blurry"][0, 0, 0, 0]) for b in loader])
+        return draws
 
     first, second = epochs(0)
     assert first[0::2] != first[1::2]  # worker 0 (items 0, 2, ...) and worker 1 draw differently
     assert first != second  # and differently in every epoch
-    assert epochs(0) == [first, second]  # reproducible under the same torch seed
+    assert epochs(0) == epochs(7) == [first, second]  # a function of (seed, epoch, worker) only
+    # Without a dataset seed the draws follow torch's seed (seed_everything(..., workers=True)).
+    unseeded = epochs(0, seed=None)
+    assert unseeded[0] != unseeded[1] and epochs(0, seed=None) == unseeded != epochs(1, seed=None)
 
 
 def _coordinate_sample(h: int = 30, w: int = 44, t: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -240,3 +240,21 @@ def test_ddp_two_cpu_ranks_match_one_rank(tiny_dataset: Path, tmp_path: Path) ->
     assert results[1].keys() == results[2].keys()
     for key, value in results[1].items():
         assert results[2][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_metric_states_reset_under_inference_mode_stay_updatable() -> None:
+    """Trainer.validate (inference mode) before fit must not break the metrics used in training."""
+    from hypercut.metrics import OrderingMetrics, VideoMetrics
+
+    u = torch.randn(4, 3)
+    pred, target = torch.rand(2, 7, 3, 16, 16), torch.rand(2, 7, 3, 16, 16)
+    ordering, video = OrderingMetrics(3), VideoMetrics(7, data_range=1.0)
+    with torch.inference_mode():
+        ordering.update(u, -u)
+        video.update(pred, target)
+        ordering.compute(), video.compute()
+        ordering.reset(), video.reset()
+    ordering.update(u, -u)
+    video.update(pred, target)
+    assert ordering.compute()["hit"] == 1.0
+    assert video.compute()["psnr"] > 0

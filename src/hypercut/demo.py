@@ -38,6 +38,7 @@ def run(out: str | Path, quick: bool = False) -> dict[str, object]:
         f"paths.root_dir={out}",
         f"data.root={data_root}",
         f"data.batch_size={settings['batch_size']}",
+        f"data.crop_size={settings['size']}",
         "logger=csv",
     ]
 
@@ -97,9 +98,12 @@ def run(out: str | Path, quick: bool = False) -> dict[str, object]:
     results = tasks.evaluate(cfg)
 
     stage("infer on held-out samples")
+    from hypercut.data import read_metadata
+
+    held_out = [data_root / s.blur_path for _, s in read_metadata(data_root / "metadata.json").indexed("test")[:4]]
     cfg = tasks.compose(
         "infer",
-        [f"weights={deblur_dir / 'weights.pt'}", f"inputs=[{data_root / 'test_blurry'}]"],
+        [f"weights={deblur_dir / 'weights.pt'}", "inputs=[" + ",".join(f"'{p}'" for p in held_out) + "]"],
         output_dir=out / "videos",
     )
     tasks.infer(cfg)

@@ -149,6 +149,12 @@ def train(cfg: DictConfig) -> float | None:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True), **_parameter_counts(module)})
 
     metrics: dict[str, float] = {}
+    if cfg.get("validate_untrained") and cfg.get("ckpt_path") is None:
+        # The untrained network's scores, the baseline every trained value is read against.
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        metrics.update({k.replace("val/", "untrained/", 1): v for k, v in _scalars(trainer.callback_metrics).items()})
+        for logger in loggers:
+            logger.log_metrics({k: v for k, v in metrics.items()}, step=0)
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt(cfg, out))
         metrics.update(_scalars(trainer.callback_metrics))

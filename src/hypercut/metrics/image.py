@@ -219,12 +219,13 @@ class VideoMetrics(Metric):
         if bool(rev.any()):
             # SSIM of the reversed direction only where it was chosen.
             pssim[rev] = ssim_per_frame(pred[rev].flip(1), target[rev], self.data_range).double()
-        self.psnr_sum += psnr.sum(0)
-        self.ssim_sum += ssim.sum(0)
-        self.ppsnr_sum += ppsnr.sum(0)
-        self.pssim_sum += pssim.sum(0)
-        self.reversed_count += rev.sum()
-        self.count += pred.shape[0]
+        # Out of place: states reset under torch.inference_mode (Trainer.validate) stay updatable.
+        self.psnr_sum = self.psnr_sum + psnr.sum(0)
+        self.ssim_sum = self.ssim_sum + ssim.sum(0)
+        self.ppsnr_sum = self.ppsnr_sum + ppsnr.sum(0)
+        self.pssim_sum = self.pssim_sum + pssim.sum(0)
+        self.reversed_count = self.reversed_count + rev.sum()
+        self.count = self.count + pred.shape[0]
 
     def compute(self) -> dict[str, Tensor]:
         """Return the dict of scalar metrics described in the class docstring."""

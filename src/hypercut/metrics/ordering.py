@@ -68,13 +68,14 @@ class OrderingMetrics(Metric):
             )
         u = u.detach()
         v = v.detach()
-        self.hits += (u * v < 0).sum(dim=0)
+        # Out of place: states reset under torch.inference_mode (Trainer.validate) stay updatable.
+        self.hits = self.hits + (u * v < 0).sum(dim=0)
         sign = torch.sign(u)
         agree = (sign == sign[:, :1]).long().cumprod(dim=1)  # agree[:, i]: pairs 0..i share a sign
-        self.cons += agree[:, 1:].sum(dim=0)
-        self.total += u.shape[0]
-        self.abs_sum += u.abs().sum(dtype=torch.float64)
-        self.uv_sum += (u.double() * v.double()).sum()
+        self.cons = self.cons + agree[:, 1:].sum(dim=0)
+        self.total = self.total + u.shape[0]
+        self.abs_sum = self.abs_sum + u.abs().sum(dtype=torch.float64)
+        self.uv_sum = self.uv_sum + (u.double() * v.double()).sum()
 
     def compute(self) -> dict[str, Tensor]:
         n = self.total.double().clamp_min(1)

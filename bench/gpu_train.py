@@ -78,16 +78,25 @@ def _colours(n: int, gen: torch.Generator, device: torch.device) -> Tensor:
     return (grey + tint).clamp(0.03, 0.97)
 
 
-def texture(n: int, h: int, w: int, gen: torch.Generator, device: torch.device) -> Tensor:
-    """``(n, 3, h, w)`` display-value textures: two-colour regions with sharp edges, 1/f modulated."""
-    regions = smooth_noise(n, h, w, _uniform((n,), 1.6, 2.2, gen, device), gen, device)
-    threshold = _uniform((n, 1, 1, 1), -0.6, 0.6, gen, device)
-    base = torch.where(regions > threshold, _colours(n, gen, device), _colours(n, gen, device))
+def texture(n: int, h: int, w: int, gen: torch.Generator, device: torch.device, two_tone: bool = True) -> Tensor:
+    """``(n, 3, h, w)`` display-value textures modulated by 1/f luminance noise.
+
+    ``two_tone``: two colour regions with sharp boundaries (thresholded smooth noise), as backgrounds
+    have; otherwise one colour with a milder texture, as the objects have (so that their appearance can
+    be told from the blur).
+    """
     lum = smooth_noise(n, h, w, _uniform((n,), 0.9, 1.5, gen, device), gen, device)
     chroma = torch.cat([smooth_noise(n, h, w, torch.full((n,), 1.5, device=device), gen, device)
                         for _ in range(3)], dim=1)
-    amp = _uniform((n, 1, 1, 1), 0.08, 0.25, gen, device)
-    return (base * (1 + amp * lum) + 0.03 * chroma).clamp(0.0, 1.0)
+    if two_tone:
+        regions = smooth_noise(n, h, w, _uniform((n,), 1.6, 2.2, gen, device), gen, device)
+        threshold = _uniform((n, 1, 1, 1), -0.6, 0.6, gen, device)
+        base = torch.where(regions > threshold, _colours(n, gen, device), _colours(n, gen, device))
+        amp = _uniform((n, 1, 1, 1), 0.08, 0.25, gen, device)
+    else:
+        base = _colours(n, gen, device)
+        amp = _uniform((n, 1, 1, 1), 0.05, 0.2, gen, device)
+    return (base * (1 + amp * lum) + 0.02 * chroma).clamp(0.0, 1.0)
 
 
 def _object_params(n: int, h: int, w: int, gen: torch.Generator, device: torch.device) -> dict[str, Tensor]:
@@ -146,20 +155,42 @@ def _object_layer(p: dict[str, Tensor], j: int, tau: float, tex_lin: Tensor, h: 
     return alpha.unsqueeze(1), colour
 
 
+def _background_layer(big: Tensor, shift_x: Tensor, shift_y: Tensor, h: int, w: int) -> Tensor:
+    """The centre ``h x w`` window of a ``2h x 2w`` texture, displaced by ``(shift_x, shift_y)`` pixels."""
+    device = big.device
+    ys = torch.arange(h, device=device, dtype=torch.float32).view(1, h, 1) + 0.5
+    xs = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, w) + 0.5
+    # Normalised coordinates of the 2h x 2w texture: its centre window spans [-0.5, 0.5].
+    gx = (xs + shift_x.view(-1, 1, 1)) / w - 0.5
+    gy = (ys + shift_y.view(-1, 1, 1)) / h - 0.5
+    grid = torch.stack((gx.expand(-1, h, w), gy.expand(-1, h, w)), dim=-1)
+    return F.grid_sample(big, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
 @torch.no_grad()
-def render_batch(n: int, size: int, frames: int, gen: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor]:
-    """``n`` sequences: blurry ``(n, 3, S, S)`` and sharp ``(n, T, 3, S, S)`` as uint8."""
+def render_batch(n: int, size: int, frames: int, gen: torch.Generator, device: torch.device,
+                 pan: tuple[float, float] = (0.04, 0.12)) -> tuple[Tensor, Tensor]:
+    """``n`` sequences: blurry ``(n, 3, S, S)`` and sharp ``(n, T, 3, S, S)`` as uint8.
+
+    The camera pans (the background moves by ``pan`` x width over the exposure, random direction)
+    and the objects move on their own. Camera motion matters: over a static background the identity
+    is exact on most pixels, and a Charbonnier (L1-like) loss then holds an identity-initialised net
+    at the identity (measured: +0.00 dB after 800 steps; +0.2 dB with panning, same budget).
+    """
     h = w = size
-    background = texture(n, h, w, gen, device).pow(GAMMA)
+    big = texture(n, 2 * h, 2 * w, gen, device).pow(GAMMA)
+    pan_speed = _uniform((n,), pan[0], pan[1], gen, device) * w
+    pan_heading = _uniform((n,), 0.0, 2 * math.pi, gen, device)
     tex_size = max(32, size // 2)
-    objects = [texture(n, tex_size, tex_size, gen, device).pow(GAMMA) for _ in range(MAX_OBJECTS)]
+    objects = [texture(n, tex_size, tex_size, gen, device, two_tone=False).pow(GAMMA) for _ in range(MAX_OBJECTS)]
     params = _object_params(n, h, w, gen, device)
     total = frames * SUBFRAMES
     accum = torch.zeros(n, 3, h, w, device=device)
     sharp = torch.empty(n, frames, 3, h, w, device=device)
     for s in range(total):
         tau = (s + 0.5) / total - 0.5  # exposure time in (-0.5, 0.5)
-        frame = background
+        frame = _background_layer(big, tau * pan_speed * torch.cos(pan_heading),
+                                  tau * pan_speed * torch.sin(pan_heading), h, w)
         for j in range(MAX_OBJECTS):
             alpha, colour = _object_layer(params, j, tau, objects[j], h, w)
             frame = frame * (1 - alpha) + colour * alpha

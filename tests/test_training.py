@@ -258,3 +258,27 @@ def test_metric_states_reset_under_inference_mode_stay_updatable() -> None:
     video.update(pred, target)
     assert ordering.compute()["hit"] == 1.0
     assert video.compute()["psnr"] > 0
+
+
+def test_synthetic_data_is_made_on_first_use_and_best_checkpoint_reloads(tmp_path: Path) -> None:
+    """data=synth synthesises into paths.data_dir; list-valued config (size) stays checkpoint-safe."""
+    cfg = tasks.compose(
+        "train",
+        [
+            f"paths.root_dir={tmp_path}",
+            "data.num_samples=12",
+            "data.size=[32,32]",
+            "data.crop_size=32",
+            "data.batch_size=4",
+            "logger=csv",
+            "model/net=tiny",
+            "model/loss=naive",
+            "trainer.max_steps=2",
+            "model.scheduler.warmup_steps=1",
+        ],
+        output_dir=tmp_path / "run",
+    )
+    assert tasks.train(cfg) is not None  # val/ppsnr, read back from the best checkpoint's run
+    assert (tmp_path / "data" / "synth_32px_12" / "metadata.json").is_file()
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+    assert ckpt["datamodule_hyper_parameters"]["size"] == [32, 32]

@@ -111,7 +111,7 @@ def run(out: str | Path, quick: bool = False) -> dict[str, object]:
     timings["end"] = time.perf_counter()
     names = list(timings)
     durations = {n: round(timings[m] - timings[n], 1) for n, m in zip(names, names[1:])}
-    summary = {
+    summary: dict[str, object] = {
         "out": str(out),
         "ordering_weights": str(ordering_weights),
         "deblur_weights": str(deblur_dir / "weights.pt"),

@@ -62,7 +62,7 @@ def write_results(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = per_frame_rows(metrics, stage, num_frames)
-    order = {m: float(metrics[f"{stage}/{m}"]) for m in ORDER_METRICS if f"{stage}/{m}" in metrics}
+    order: dict[str, object] = {m: float(metrics[f"{stage}/{m}"]) for m in ORDER_METRICS if f"{stage}/{m}" in metrics}
     text = f"## {stage} results (per frame)\n\n{markdown_table(rows)}\n"
     if order:
         text += "\n" + markdown_table([order]) + "\n"

@@ -36,6 +36,14 @@ def configure_environment() -> None:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
+def make(node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that passes plain lists and dicts, never ``ListConfig``/``DictConfig``.
+
+    Hyper-parameters saved in checkpoints then stay readable with ``torch.load(weights_only=True)``.
+    """
+    return instantiate(node, _convert_="all", **kwargs)
+
+
 def output_dir(cfg: DictConfig) -> Path:
     """The run's folder (``paths.output_dir``), created if needed."""
     path = Path(cfg.paths.output_dir)
@@ -66,9 +74,9 @@ def _build_ordering(cfg: DictConfig) -> LightningModule:
     }
     return OrderingLitModule(
         model=build_from_spec(spec),
-        loss=instantiate(m.loss),
-        optimizer=instantiate(m.optimizer) if m.get("optimizer") else None,
-        scheduler=instantiate(m.scheduler) if m.get("scheduler") else None,
+        loss=make(m.loss),
+        optimizer=make(m.optimizer) if m.get("optimizer") else None,
+        scheduler=make(m.scheduler) if m.get("scheduler") else None,
         num_frames=cfg.num_frames,
         model_spec=spec,
     )
@@ -80,7 +88,7 @@ def _build_deblur(cfg: DictConfig) -> LightningModule:
     m = cfg.model
     canonicalizer = None
     if cfg.get("ordering_weights"):
-        canonicalizer = instantiate(m.canonicalizer, model=load_pretrained(cfg.ordering_weights))
+        canonicalizer = make(m.canonicalizer, model=load_pretrained(cfg.ordering_weights))
     loss_kwargs: dict[str, Any] = {}
     if "canonicalizer" in m.loss:
         if canonicalizer is None:
@@ -90,15 +98,15 @@ def _build_deblur(cfg: DictConfig) -> LightningModule:
             )
         loss_kwargs["canonicalizer"] = canonicalizer
     return DeblurLitModule(
-        net=instantiate(m.net),
-        loss=instantiate(m.loss, **loss_kwargs),
+        net=make(m.net),
+        loss=make(m.loss, **loss_kwargs),
         canonicalizer=canonicalizer,
-        optimizer=instantiate(m.optimizer) if m.get("optimizer") else None,
-        scheduler=instantiate(m.scheduler) if m.get("scheduler") else None,
+        optimizer=make(m.optimizer) if m.get("optimizer") else None,
+        scheduler=make(m.scheduler) if m.get("scheduler") else None,
         scheduler_interval=m.get("scheduler_interval", "epoch"),
         num_frames=cfg.num_frames,
         num_media_samples=m.get("num_media_samples", 4),
-        net_spec=OmegaConf.to_container(m.net, resolve=True),
+        net_spec=dict(OmegaConf.to_container(m.net, resolve=True)),  # type: ignore[arg-type]
     )
 
 
@@ -113,14 +121,14 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
         if node is None or "_target_" not in node:
             continue
         kwargs = {"group": group} if name == "wandb" and group and not node.get("group") else {}
-        loggers.append(instantiate(node, **kwargs))
+        loggers.append(make(node, **kwargs))
     return loggers
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
     """Callbacks from ``cfg.callbacks`` (each entry with a ``_target_``)."""
     return [
-        instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None and "_target_" in node
+        make(node) for node in (cfg.get("callbacks") or {}).values() if node is not None and "_target_" in node
     ]
 
 
@@ -141,10 +149,10 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("seed") is not None:
         seed_everything(cfg.seed, workers=True)
     out = output_dir(cfg)
-    datamodule = instantiate(cfg.data)
+    datamodule = make(cfg.data)
     module = build_module(cfg)
     loggers = build_loggers(cfg)
-    trainer: Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
+    trainer: Trainer = make(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
     for logger in loggers:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True), **_parameter_counts(module)})
 
@@ -158,8 +166,8 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt(cfg, out))
         metrics.update(_scalars(trainer.callback_metrics))
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if best and not trainer.fast_dev_run:
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+    if best and not getattr(trainer, "fast_dev_run", False):
         # Test and export the best checkpoint, not whatever the last step left.
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
@@ -260,12 +268,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     net = load_pretrained(cfg.weights)
     canonicalizer = None
     if cfg.get("ordering_weights"):
-        canonicalizer = instantiate(cfg.canonicalizer, model=load_pretrained(cfg.ordering_weights))
+        canonicalizer = make(cfg.canonicalizer, model=load_pretrained(cfg.ordering_weights))
     num_frames = int(cfg.num_frames)
     module = DeblurLitModule(
         net=net, loss=NaiveLoss(), canonicalizer=canonicalizer, num_frames=num_frames, num_media_samples=0
     )
-    datamodule = instantiate(cfg.data)
+    datamodule = make(cfg.data)
     trainer = Trainer(
         accelerator=cfg.accelerator,
         devices=1,
@@ -306,7 +314,7 @@ def label_order(cfg: DictConfig) -> dict[str, Any]:
     target = root / cfg.output if cfg.output else source
     if target.resolve() == source.resolve() and not cfg.overwrite:
         raise FileExistsError(f"{target}: would overwrite the input metadata; pass overwrite=true or another output=")
-    canonicalizer: OrderCanonicalizer = instantiate(cfg.canonicalizer, model=load_pretrained(cfg.ordering_weights))
+    canonicalizer: OrderCanonicalizer = make(cfg.canonicalizer, model=load_pretrained(cfg.ordering_weights))
     device = torch.device(cfg.device)
     canonicalizer.to(device)
     dataset = BlurSequenceDataset(root, source, split=None)

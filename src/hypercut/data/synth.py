@@ -250,7 +250,8 @@ def random_scene(
         curvature: maximum sideways bend of an object's path, relative to its length.
         camera_motion: maximum background pan over the exposure, as a fraction of the width.
         camera_rotation: maximum background rotation over the exposure, in degrees.
-        shake: maximum camera-shake amplitude in pixels.
+        shake: maximum camera-shake amplitude in pixels of a 256-pixel-wide image (scaled with the
+            width, like every other motion here).
         gamma: display gamma; textures are converted to linear light with it.
     """
     h, w = size
@@ -262,7 +263,7 @@ def random_scene(
     pan = (
         rng.uniform(0, camera_motion) * w * np.array([math.cos(a := rng.uniform(0, 2 * np.pi)), math.sin(a)])
     )
-    amp = rng.uniform(0, shake, 2)
+    amp = rng.uniform(0, shake * w / 256, 2)
     freq = rng.uniform(1.0, 3.0, 2)
     phase = rng.uniform(0, 2 * np.pi, 2)
     shift = pan[None] * tau[:, None] + amp * np.sin(2 * np.pi * freq * tau[:, None] + phase)

@@ -112,7 +112,7 @@ class DeblurLitModule(LightningModule):
         metrics.update(pred.float(), sharp.float())
         identity.update(blurry.unsqueeze(1).expand_as(sharp).float(), sharp.float())
         if order is not None and self.canonicalizer is not None:
-            u, v = self.canonicalizer.model(pred.float())
+            u, v = self.canonicalizer.model(pred.float())  # type: ignore[operator]
             order.update(u, v)
         return pred
 

@@ -40,6 +40,7 @@ __all__ = [
     "print_table",
     "synchronize",
     "time_call",
+    "time_interleaved",
     "write_json",
 ]
 
@@ -118,6 +119,45 @@ def time_call(
         "repeats": len(times),
         "inner": inner,
         "times_s": [round(t, 6) for t in times],
+    }
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    device: torch.device,
+    repeats: int = 10,
+    inner: int = 1,
+    min_repeats: int = 2,
+    max_seconds: float | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Times several (already warmed-up) callables in turn, A B C A B C ..., so that a change in the
+    machine's load during the run affects all of them alike; returns :func:`time_call`'s dict per name.
+
+    ``max_seconds`` bounds the whole run (after at least ``min_repeats`` rounds).
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    start = time.perf_counter()
+    for round_ in range(max(1, repeats)):
+        for name, fn in fns.items():
+            synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            synchronize(device)
+            times[name].append((time.perf_counter() - t0) / inner)
+        if max_seconds is not None and round_ + 1 >= min_repeats and time.perf_counter() - start > max_seconds:
+            break
+    return {
+        name: {
+            "median_s": statistics.median(t),
+            "min_s": min(t),
+            "mean_s": statistics.fmean(t),
+            "repeats": len(t),
+            "inner": inner,
+            "interleaved": True,
+            "times_s": [round(x, 6) for x in t],
+        }
+        for name, t in times.items()
     }
 
 

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     add_common_args(parser)
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     parser.add_argument("--size", type=int, default=None, help="crop side (default 256 on GPU, 40 on CPU)")
-    parser.add_argument("--batch", type=int, default=None, help="default 8 on GPU (released), 2 on CPU")
+    parser.add_argument("--batch", type=int, default=None, help="default 8 on GPU (released), 1 on CPU")
     parser.add_argument("--frames", type=int, default=7)
     parser.add_argument("--variants", nargs="+", default=None, choices=VARIANTS,
                         help="default fp32 bf16_cl on GPU, fp32 fp32_cl on CPU")
@@ -85,11 +85,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = pick_device(args.device)
     gpu = device.type == "cuda"
     size = args.size or (256 if gpu else 40)
-    batch = args.batch or (8 if gpu else (1 if args.quick else 2))
+    batch = args.batch or (8 if gpu else 1)
     variants = args.variants or (["fp32", "bf16_cl"] if gpu else ["fp32", "fp32_cl"])
     warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
     repeats = args.repeats or (10 if gpu else (2 if args.quick else 3))
-    max_seconds = args.max_seconds or (5.0 if gpu else 4.0)
+    max_seconds = args.max_seconds or 3.0
     peak = args.peak_tflops or (bf16_peak_tflops(torch.cuda.get_device_name(device)) if gpu else None)
     print(f"deblur_step: device={device} crop={size} (jin {crop_size('jin', size)}) batch={batch} "
           f"T={args.frames} variants={variants} threads={torch.get_num_threads()}", flush=True)

@@ -139,11 +139,11 @@ main() {
         quick=(--quick) compile=() backbones=(multiframe_unet)
     fi
     stage environment 30 bash -c environment
-    stage tests 110 bash -c run_tests
-    stage ordering 120 "$PYTHON" bench/ordering_step.py --device "$DEVICE" "${compile[@]}" "${quick[@]}" \
+    stage tests 90 bash -c run_tests
+    stage ordering 100 "$PYTHON" bench/ordering_step.py --device "$DEVICE" "${compile[@]}" "${quick[@]}" \
         --out "$OUT/ordering.json"
-    stage deblur 75 "$PYTHON" bench/deblur_step.py --device "$DEVICE" "${quick[@]}" --out "$OUT/deblur.json"
-    stage inference 50 "$PYTHON" bench/inference_latency.py --device "$DEVICE" --backbones "${backbones[@]}" \
+    stage deblur 50 "$PYTHON" bench/deblur_step.py --device "$DEVICE" "${quick[@]}" --out "$OUT/deblur.json"
+    stage inference 40 "$PYTHON" bench/inference_latency.py --device "$DEVICE" --backbones "${backbones[@]}" \
         "${quick[@]}" --out "$OUT/inference.json"
     local budget=$(($(left) - 25))
     ((budget > 330)) && budget=330

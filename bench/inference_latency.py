@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--compile", action="store_true", help="add bf16_cl_compile (GPU) for multiframe_unet")
     parser.add_argument("--api", action=argparse.BooleanOptionalAction, default=True,
                         help="also time hypercut.inference.deblur_image (fp32, and bf16 on GPU)")
+    parser.add_argument("--flops-only", action="store_true",
+                        help="print parameters and forward GMACs of every backbone (meta device, no timing)")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--max-seconds", type=float, default=None)
@@ -76,10 +78,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         variants = [*variants, "bf16_cl_compile"]
     warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
     repeats = args.repeats or (10 if gpu else (3 if args.quick else 5))
-    max_seconds = args.max_seconds or (5.0 if gpu else (5.0 if args.quick else 12.0))
+    max_seconds = args.max_seconds or (3.0 if gpu else (5.0 if args.quick else 12.0))
     h, w = args.height, args.width
     print(f"inference_latency: device={device} image={w}x{h} T={args.frames} backbones={names} "
           f"variants={variants} threads={torch.get_num_threads()}", flush=True)
+
+    if args.flops_only:
+        rows = []
+        for name, cls in BACKBONES.items():
+            macs = forward_flops(cls, args.frames, h, w) / 2
+            params = sum(p.numel() for p in cls(num_frames=args.frames).parameters())
+            rows.append({"backbone": name, "params_m": params / 1e6, "image": f"{w}x{h}", "gmacs": macs / 1e9,
+                         "kmacs_per_pixel": macs / (h * w) / 1e3})
+        print_table(rows, ["backbone", "params_m", "image", "gmacs", "kmacs_per_pixel"])
+        write_json(args.out, {"bench": "model_cost", "frames": args.frames, "rows": rows})
+        return {"rows": rows}
 
     deblur_image = None
     if args.api:

@@ -42,6 +42,7 @@ from common import (
     print_table,
     synchronize,
     time_call,
+    time_interleaved,
     write_json,
 )
 from torch import Tensor, nn
@@ -263,82 +264,105 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     rows: list[dict[str, Any]] = result["rows"]
 
+    def run_batch(batch: int) -> None:
+        gen = torch.Generator().manual_seed(args.seed + batch)
+        sharp = torch.rand(batch, args.frames, 3, size, size, generator=gen).to(device)
+        shape = tuple(sharp.shape)
+        flops = {p: step_flops(p, state, normal, shape) for p in ("reference", "batched")}
+        rule_flops = 3 * 2 * gmacs_size * 1e9 * 2 * (args.frames // 2) * batch
+
+        # Same weights, same inputs: the two patterns must compute the same scores and loss.
+        ref_step, ref_fwd = build_step(Variant.parse("reference_fp32"), state, normal, device, args.lr)
+        our_step, our_fwd = build_step(Variant.parse("batched_fp32"), state, normal, device, args.lr)
+        with torch.no_grad():
+            u_ref, v_ref = ref_fwd(sharp)
+            u_our, v_our = our_fwd(sharp)
+        check = {
+            "batch": batch,
+            "max_abs_diff_u": float((u_ref - u_our).abs().max()),
+            "max_abs_diff_v": float((v_ref - v_our).abs().max()),
+            "loss_reference": float(reference_loss(u_ref, v_ref)),
+            "loss_ours": float(hypercut_ordering_loss(u_our, v_our)),
+            "score_abs_mean": float(u_ref.abs().mean()),
+        }
+        result["checks"].append(check)
+        print(f"check (batch {batch}): max |u_ref - u_ours| = {check['max_abs_diff_u']:.2e} "
+              f"(mean |u| {check['score_abs_mean']:.2e}); loss {check['loss_reference']:.6f} vs "
+              f"{check['loss_ours']:.6f}", flush=True)
+        del ref_step, ref_fwd, our_step, our_fwd
+        free_memory(device)
+
+        # Eager variants are timed in turn (A B C A B C ...), so a change in the machine's load
+        # hits them alike; a compiled variant is timed after them (its compilation can be long).
+        eager = [v for v in variants if not v.compile]
+        compiled = [v for v in variants if v.compile]
+        if args.compile and batch == max(batches) and compile_variant not in compiled:
+            compiled.append(compile_variant)
+        prepared: dict[str, tuple[Variant, Callable[[Tensor], Tensor], float, dict[str, Any]]] = {}
+
+        def prepare(variant: Variant) -> bool:
+            if variant.precision == "bf16" and not gpu:
+                print(f"  (bf16 on this CPU is emulated and slow; running {variant.name} anyway)")
+            try:
+                step = build_step(variant, state, normal, device, args.lr)[0]
+                with PeakMemory(device) as mem:
+                    t0 = time.perf_counter()
+                    step(sharp)  # first call: cuDNN autotuning / compilation
+                    synchronize(device)
+                    first_call = time.perf_counter() - t0
+                    for _ in range(warmup):
+                        step(sharp)
+            except Exception as exc:  # a failing variant (e.g. compile) must not lose the others
+                print(f"  {variant.name}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                rows.append({"batch": batch, "variant": variant.name, "error": f"{type(exc).__name__}: {exc}"})
+                return False
+            prepared[variant.name] = (variant, step, first_call, mem.result())
+            return True
+
+        def report(name: str, timing: dict[str, Any], ref_time: float | None) -> None:
+            variant, _, first_call, memory = prepared[name]
+            median = timing["median_s"]
+            tflops = flops[variant.pattern] / median / 1e12
+            row = {
+                "batch": batch,
+                "size": size,
+                "variant": name,
+                "ms_per_step": median * 1e3,
+                "seq_per_s": batch / median,
+                "speedup_vs_ref": (ref_time / median) if ref_time else None,
+                "tflops": tflops,
+                "pct_bf16_peak": (100 * tflops / peak) if peak else None,
+                "flops_per_step": flops[variant.pattern],
+                "flops_per_step_3x_rule": rule_flops,
+                "first_call_s": first_call,
+                **memory,
+                "timing": timing,
+            }
+            rows.append(row)
+            print(f"  batch {batch:3d} {name:26s} {row['ms_per_step']:9.2f} ms/step "
+                  f"{row['seq_per_s']:9.1f} seq/s  x{row['speedup_vs_ref'] or 0:5.2f}  "
+                  f"{tflops:7.2f} TFLOP/s  peak mem {row['peak_mb']} MB", flush=True)
+            write_json(args.out, result)  # after every row: a later timeout keeps what was measured
+
+        for variant in eager:
+            prepare(variant)
+        timings = time_interleaved({name: partial(p[1], sharp) for name, p in prepared.items()}, device,
+                                   repeats=repeats, inner=inner, max_seconds=max_seconds * len(prepared))
+        ref_time = timings["reference_fp32"]["median_s"] if "reference_fp32" in timings else None
+        for name in timings:
+            report(name, timings[name], ref_time)
+        for variant in compiled:
+            if prepare(variant):
+                step = prepared[variant.name][1]
+                timing = time_call(partial(step, sharp), device, warmup=0, repeats=repeats, inner=inner,
+                                   max_seconds=max_seconds)
+                report(variant.name, timing, ref_time)
+        prepared.clear()
+        free_memory(device)
+
     with cuda_settings(device):
         for batch in batches:
-            gen = torch.Generator().manual_seed(args.seed + batch)
-            sharp = torch.rand(batch, args.frames, 3, size, size, generator=gen).to(device)
-            shape = tuple(sharp.shape)
-            flops = {p: step_flops(p, state, normal, shape) for p in ("reference", "batched")}
-            rule_flops = 3 * 2 * gmacs_size * 1e9 * 2 * (args.frames // 2) * batch
-
-            # Same weights, same inputs: the two patterns must compute the same scores and loss.
-            ref_step, ref_fwd = build_step(Variant.parse("reference_fp32"), state, normal, device, args.lr)
-            our_step, our_fwd = build_step(Variant.parse("batched_fp32"), state, normal, device, args.lr)
-            with torch.no_grad():
-                u_ref, v_ref = ref_fwd(sharp)
-                u_our, v_our = our_fwd(sharp)
-            check = {
-                "batch": batch,
-                "max_abs_diff_u": float((u_ref - u_our).abs().max()),
-                "max_abs_diff_v": float((v_ref - v_our).abs().max()),
-                "loss_reference": float(reference_loss(u_ref, v_ref)),
-                "loss_ours": float(hypercut_ordering_loss(u_our, v_our)),
-                "score_abs_mean": float(u_ref.abs().mean()),
-            }
-            result["checks"].append(check)
-            print(f"check (batch {batch}): max |u_ref - u_ours| = {check['max_abs_diff_u']:.2e} "
-                  f"(mean |u| {check['score_abs_mean']:.2e}); loss {check['loss_reference']:.6f} vs "
-                  f"{check['loss_ours']:.6f}", flush=True)
-            del ref_step, ref_fwd, our_step, our_fwd
-            free_memory(device)
-
-            todo = list(variants)
-            if args.compile and batch == max(batches) and compile_variant not in todo:
-                todo.append(compile_variant)
-            ref_time = None
-            for variant in todo:
-                if variant.precision == "bf16" and not gpu:
-                    print(f"  (bf16 on this CPU is emulated and slow; running {variant.name} anyway)")
-                step, _ = build_step(variant, state, normal, device, args.lr)
-                try:
-                    with PeakMemory(device) as mem:
-                        t0 = time.perf_counter()
-                        step(sharp)  # first call: cuDNN autotuning / compilation
-                        synchronize(device)
-                        first_call = time.perf_counter() - t0
-                        timing = time_call(partial(step, sharp), device, warmup=warmup, repeats=repeats,
-                                           inner=inner, max_seconds=max_seconds)
-                except Exception as exc:  # a failing variant (e.g. compile) must not lose the others
-                    print(f"  {variant.name}: FAILED {type(exc).__name__}: {exc}", flush=True)
-                    rows.append({"batch": batch, "variant": variant.name, "error": f"{type(exc).__name__}: {exc}"})
-                    continue
-                finally:
-                    del step
-                    free_memory(device)
-                median = timing["median_s"]
-                if variant.name == "reference_fp32":
-                    ref_time = median
-                tflops = flops[variant.pattern] / median / 1e12
-                row = {
-                    "batch": batch,
-                    "size": size,
-                    "variant": variant.name,
-                    "ms_per_step": median * 1e3,
-                    "seq_per_s": batch / median,
-                    "speedup_vs_ref": (ref_time / median) if ref_time else None,
-                    "tflops": tflops,
-                    "pct_bf16_peak": (100 * tflops / peak) if peak else None,
-                    "flops_per_step": flops[variant.pattern],
-                    "flops_per_step_3x_rule": rule_flops,
-                    "first_call_s": first_call,
-                    **mem.result(),
-                    "timing": timing,
-                }
-                rows.append(row)
-                print(f"  batch {batch:3d} {variant.name:26s} {row['ms_per_step']:9.2f} ms/step "
-                      f"{row['seq_per_s']:9.1f} seq/s  x{row['speedup_vs_ref'] or 0:5.2f}  "
-                      f"{tflops:7.2f} TFLOP/s  peak mem {row['peak_mb']} MB", flush=True)
-                write_json(args.out, result)  # after every row: a later timeout keeps what was measured
+            run_batch(batch)
 
     best = max((r for r in rows if "seq_per_s" in r), key=lambda r: r["tflops"], default=None)
     result["summary"] = [

@@ -36,13 +36,27 @@ def _accepted_flags(script: Path, env: dict[str, str]) -> str:
         return ""
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _summary(name: str, result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The script's ``summary`` list, else its numeric top-level values."""
+    """The script's ``summary`` list; else one row per entry of a ``results`` dict (its first
+    ``*_per_s`` figure, else its first number); else its numeric top-level values."""
     if isinstance(result.get("summary"), list):
         return [{"script": name, **entry} for entry in result["summary"] if isinstance(entry, dict)]
     rows = []
+    if isinstance(result.get("results"), dict):
+        for case, values in result["results"].items():
+            if not isinstance(values, dict):
+                continue
+            numeric = [(k, v) for k, v in values.items() if _number(v)]
+            pick = next(((k, v) for k, v in numeric if k.endswith("per_s")), numeric[0] if numeric else None)
+            if pick:
+                rows.append({"script": name, "name": case, "value": pick[1], "unit": pick[0], "note": ""})
+        return rows
     for key, value in result.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if _number(value):
             rows.append({"script": name, "name": key, "value": value, "unit": "", "note": ""})
     return rows
 

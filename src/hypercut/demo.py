@@ -21,8 +21,8 @@ from hypercut import tasks
 FULL = {
     "num_samples": 480,
     "size": 64,
-    "ordering_steps": 600,
-    "deblur_steps": 1500,
+    "ordering_steps": 200,
+    "deblur_steps": 400,
     "batch_size": 16,
 }
 QUICK = {"num_samples": 24, "size": 32, "ordering_steps": 4, "deblur_steps": 4, "batch_size": 4}

@@ -57,7 +57,7 @@ def optimize_for_speed(
         parameters, so an optimizer built on either trains both).
     """
     if channels_last:
-        module.to(memory_format=torch.channels_last)
+        module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if compile:
         return torch.compile(module, mode=compile_mode)  # type: ignore[return-value]
     return module

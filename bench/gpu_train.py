@@ -463,7 +463,8 @@ def write_report(result: dict[str, Any], md_parts: list[str], args: argparse.Nam
         f"data {data_s:.1f} s, total {result['total_seconds']} s" + ("." if done else " so far (run not finished)."),
         *lines,
         *md_parts,
-        f"Overall: **{verdict}** (every loss ≥ {args.bar_db} dB over identity)" if done else "",
+        (f"Overall: **{verdict}** (every loss ≥ {args.bar_db} dB over identity)"
+         + (" — a --quick smoke run: the bar is meant for the GPU run" if args.quick else "")) if done else "",
     ]).strip() + "\n"
     result["markdown"] = md
     if args.out:

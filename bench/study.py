@@ -61,13 +61,14 @@ from hypercut.losses import (  # noqa: E402
     NaiveLoss,
     OrderInvariantLoss,
 )
-from hypercut.metrics import OrderingMetrics, VideoMetrics  # noqa: E402
+from hypercut.metrics import OrderingMetrics, VideoMetrics, psnr_per_frame  # noqa: E402
 from hypercut.models import JinBlur2Vid, MultiFrameUNet  # noqa: E402
 from hypercut.ordering import Hyperplane, OrderCanonicalizer, OrderingModel, PairEncoder  # noqa: E402
 from hypercut.perf import autocast, optimize_for_speed  # noqa: E402
 
 LOSSES = ("naive", "order_invariant", "hypercut", "hypercut_released")
 BACKBONES = ("multiframe_unet", "jin")
+TIE_DB = 0.05  # mean-PSNR margin under which the two directions of a prediction count as a tie
 NICE = {"multiframe_unet": "MultiFrameUNet", "jin": "JinBlur2Vid", "naive": "naive",
         "order_invariant": "order-invariant", "hypercut": "HyperCUT", "hypercut_released": "HyperCUT (released)"}
 
@@ -221,6 +222,7 @@ def evaluate(net: nn.Module, test: dict[str, Tensor], canonicalizer: OrderCanoni
     canon = VideoMetrics(frames, data_range=1.0).to(device)
     order = OrderingMetrics(frames // 2).to(device)
     canonical_side = 0.0
+    follow, reverse, tie, spread = 0.0, 0.0, 0.0, 0.0
     n = test["blurry"].shape[0]
     for start in range(0, n, cfg["eval_batch"]):
         blurry, sharp = gt.get_batch(test, torch.arange(start, min(start + cfg["eval_batch"], n), device=device))
@@ -232,6 +234,14 @@ def evaluate(net: nn.Module, test: dict[str, Tensor], canonicalizer: OrderCanoni
         stored.update(pred, sharp)
         canonical, _ = canonicalizer(sharp)
         canon.update(pred, canonical)
+        # Direction per sample against the canonical order: a margin of TIE_DB separates a real
+        # preference from a time-symmetric prediction (pred_t == pred_{T+1-t}), which fits both.
+        fwd = psnr_per_frame(pred, canonical, 1.0).mean(1)
+        rev = psnr_per_frame(pred.flip(1), canonical, 1.0).mean(1)
+        follow += float((fwd > rev + TIE_DB).sum())
+        reverse += float((rev > fwd + TIE_DB).sum())
+        tie += float(((fwd - rev).abs() <= TIE_DB).sum())
+        spread += float((pred[:, 0] - pred[:, -1]).abs().mean(dim=(1, 2, 3)).sum())
         with autocast(device, cfg["precision"]):
             u, v = canonicalizer.model(pred)
         order.update(u.float(), v.float())
@@ -248,6 +258,9 @@ def evaluate(net: nn.Module, test: dict[str, Tensor], canonicalizer: OrderCanoni
         "follows_canonical": 1.0 - float(c["reversed_frac"]),
         "pred_order": {k: round(float(v), 4) for k, v in o.items() if k.startswith(("con", "hit"))},
         "pred_canonical_side": canonical_side / n,
+        "canonical_direction": {"follows": follow / n, "reversed": reverse / n, "symmetric": tie / n},
+        # mean |pred_1 - pred_T| in 1/255: 0 for a time-symmetric prediction (ground truth: motion stats)
+        "pred_outer_spread_255": round(255 * spread / n, 2),
     }
 
 
@@ -258,6 +271,9 @@ def identity_and_motion(test: dict[str, Tensor], canonicalizer: OrderCanonicaliz
     frames = cfg["frames"]
     ident = VideoMetrics(frames, data_range=1.0).to(device)
     reverse = VideoMetrics(frames, data_range=1.0).to(device)  # the ground truth reversed: the cost of a wrong order
+    # The best time-symmetric prediction (x_t + x_{T+1-t}) / 2: what a net that cannot choose an order
+    # converges to at best (an order-invariant loss from a symmetric initialisation cannot leave it).
+    symmetric = VideoMetrics(frames, data_range=1.0).to(device)
     order = OrderingMetrics(frames // 2).to(device)
     n = test["blurry"].shape[0]
     diff_sum, moving_sum, flipped_sum = 0.0, 0.0, 0.0
@@ -265,6 +281,7 @@ def identity_and_motion(test: dict[str, Tensor], canonicalizer: OrderCanonicaliz
         blurry, sharp = gt.get_batch(test, torch.arange(start, min(start + cfg["eval_batch"], n), device=device))
         ident.update(blurry.unsqueeze(1).expand_as(sharp).contiguous(), sharp)
         reverse.update(sharp.flip(1).contiguous(), sharp)
+        symmetric.update(0.5 * (sharp + sharp.flip(1)), sharp)
         outer = (sharp[:, 0] - sharp[:, -1]).abs()  # (B, 3, H, W)
         diff_sum += float(outer.mean(dim=(1, 2, 3)).sum())
         moving_sum += float((outer.amax(dim=1) > 8 / 255).float().mean(dim=(1, 2)).sum())
@@ -273,7 +290,7 @@ def identity_and_motion(test: dict[str, Tensor], canonicalizer: OrderCanonicaliz
         order.update(u.float(), v.float())
         _, flipped = canonicalizer(sharp)
         flipped_sum += float(flipped.float().sum())
-    i, r = ident.compute(), reverse.compute()
+    i, r, sym = ident.compute(), reverse.compute(), symmetric.compute()
     return {
         "identity": {"ppsnr": float(i["ppsnr"]), "ppsnr_frames": _per_frame(i, "ppsnr", frames),
                      "pssim": float(i["pssim"]), "pssim_frames": _per_frame(i, "pssim", frames),
@@ -285,6 +302,8 @@ def identity_and_motion(test: dict[str, Tensor], canonicalizer: OrderCanonicaliz
             "reversed_gt_psnr_frames": [round(x, 2) if math.isfinite(x) else None for x in _per_frame(r, "psnr", frames)],
             "reversed_gt_psnr_outer": round(0.5 * (float(r["psnr_f1"]) + float(r[f"psnr_f{frames}"])), 2),
             "canonical_flipped_frac": round(flipped_sum / n, 4),
+            "symmetric_oracle_psnr_frames": [round(x, 2) for x in _per_frame(sym, "psnr", frames)],
+            "symmetric_oracle_psnr": round(float(sym["psnr"]), 2),
             "pan_range": cfg["pan"], "speed_range": cfg["speed"],
         },
         "test_gt_order": {k: round(float(v), 4) for k, v in order.compute().items()},
@@ -413,11 +432,29 @@ def worker_main(workdir: Path, worker_id: int) -> None:
           flush=True)
     step_times: dict[str, float] = {}
     if cfg["steps"] == "auto":
-        for g in groups:
-            b, loss = g.split("/")
-            trainer = Trainer(b, loss, 99, 1, cfg, train, canonicalizer, device)
-            step_times[g] = time_steps(trainer, cfg["calib_warmup"], cfg["calib_steps"])
-            del trainer
+        # Warm every group up (cuDNN autotuning, allocator), wait until every worker has, then time all
+        # groups in the same wall-clock window: the step times are those of full concurrency.
+        trainers = {g: Trainer(g.split("/")[0], g.split("/")[1], 99, 10**9, cfg, train, canonicalizer, device)
+                    for g in groups}
+        for t in trainers.values():
+            for _ in range(cfg["calib_warmup"]):
+                t.train_step()
+        sync(device)
+        (workdir / f"ready_{worker_id}").touch()
+        while len(list(workdir.glob("ready_*"))) < spec["n_workers"] and not (workdir / "go").exists():
+            time.sleep(0.05)
+        window_end = time.perf_counter() + cfg["calib_window_s"]
+        counts = {g: 0 for g in groups}
+        spent = {g: 0.0 for g in groups}
+        while time.perf_counter() < window_end or min(counts.values()) < 2:
+            for g, t in trainers.items():
+                t0 = time.perf_counter()
+                t.train_step()
+                sync(device)
+                spent[g] += time.perf_counter() - t0
+                counts[g] += 1
+        step_times = {g: spent[g] / counts[g] for g in groups}
+        del trainers
         _write_json(workdir / f"calib_{worker_id}.json", step_times)
         print(f"[w{worker_id}] step times " + ", ".join(f"{g} {1000 * t:.1f}ms" for g, t in step_times.items()),
               flush=True)
@@ -457,7 +494,7 @@ def run_groups_workers(cfg: dict[str, Any], train: dict[str, Tensor], test: dict
         torch.save({"train": {k: v.cpu() for k, v in train.items()},
                     "test": {k: v.cpu() for k, v in test.items()}}, workdir / "data.pt")
         torch.save({k: v.cpu() for k, v in ordering.state_dict().items()}, workdir / "ordering.pt")
-        _write_json(workdir / "spec.json", {"cfg": cfg, "assignment": assignment})
+        _write_json(workdir / "spec.json", {"cfg": cfg, "assignment": assignment, "n_workers": n})
         unix_deadline = time.time() + (deadline - time.perf_counter())
         if cfg["steps"] != "auto":
             steps = {b: int(cfg["steps"]) for b in cfg["backbones"]}
@@ -475,6 +512,8 @@ def run_groups_workers(cfg: dict[str, Any], train: dict[str, Tensor], test: dict
             while True:
                 pending = [i for i in range(n) if not (workdir / f"calib_{i}.json").exists()
                            and procs[i].poll() is None]
+                if any(p.poll() is not None for p in procs):
+                    (workdir / "go").touch()  # a dead worker never gets ready: release the barrier
                 if not pending or time.perf_counter() > calib_deadline:
                     break
                 time.sleep(0.2)
@@ -537,7 +576,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def aggregate(runs: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
     keys_frames = ("ppsnr_frames", "pssim_frames", "psnr_frames", "psnr_canonical_frames")
     keys_scalar = ("ppsnr", "pssim", "psnr", "psnr_canonical", "follows_stored", "follows_canonical",
-                   "pred_canonical_side", "wall_seconds")
+                   "pred_canonical_side", "wall_seconds", "pred_outer_spread_255")
     agg: dict[str, Any] = {}
     for b in cfg["backbones"]:
         agg[b] = {}
@@ -549,6 +588,8 @@ def aggregate(runs: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]
                 entry[k] = [mean_std(list(c)) for c in cols]
             for k in keys_scalar:
                 entry[k] = mean_std([r[k] for r in ok])
+            for k in ("follows", "reversed", "symmetric"):
+                entry[f"direction_{k}"] = mean_std([r["canonical_direction"][k] for r in ok])
             for k in (ok[0]["pred_order"] if ok else {}):
                 entry[f"pred_{k}"] = mean_std([r["pred_order"][k] for r in ok])
             agg[b][loss] = entry
@@ -620,7 +661,11 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f"{100 * motion['moving_pixel_frac_outer']:.1f} % of pixels change by > 8/255 between the outer frames; "
                 f"PSNR of the reversed ground truth (the cost of a wrong order) per frame "
                 f"{motion['reversed_gt_psnr_frames']}; the ordering model flips "
-                f"{100 * motion['canonical_flipped_frac']:.1f} % of the test sequences.", ""]
+                f"{100 * motion['canonical_flipped_frac']:.1f} % of the test sequences "
+                f"(ground-truth mean abs(x₁ − x_T) = {motion['mean_abs_outer_diff_255']} / 255 is what the last "
+                f"column of the order tables compares with). The best time-symmetric prediction "
+                f"(x_t + x_(T+1−t)) / 2 scores {motion['symmetric_oracle_psnr_frames']} dB per frame "
+                f"(an upper bound for any net that does not commit to an order).", ""]
     steps = result["plan"]["steps"]
     out.append("Steps per run (same for every loss and seed): "
                + ", ".join(f"{NICE[b]} {steps[b]}" for b in cfg["backbones"])
@@ -636,17 +681,18 @@ def render_markdown(result: dict[str, Any]) -> str:
         out += frame_table(a, ident, "psnr_canonical_frames", "psnr_frames", cfg)
         out += ["", "Identity row: stored order (the blurry input has no order).", "",
                 f"#### {NICE[b]} — order of the predictions", "",
-                "| loss | pPSNR − PSNR(canonical) | PSNR (stored order) | follows canonical order | "
-                "follows stored order | pred. on canonical side (u₀ > 0) | pred. " + " | pred. ".join(
-                    f"Con@{c[3:]}" for c in cons) + " |",
-                "|---|---|---|---|---|---|" + "---|" * len(cons)]
+                f"| loss | pPSNR − PSNR(canonical) | PSNR (stored order) | follows canonical order "
+                f"| reversed | symmetric (±{TIE_DB} dB) | mean abs(pred₁ − pred_T) ×255 "
+                f"| pred. on canonical side (u₀ > 0) | pred. " + " | pred. ".join(f"Con@{c[3:]}" for c in cons) + " |",
+                "|---|---|---|---|---|---|---|---|" + "---|" * len(cons)]
         for loss in cfg["losses"]:
             e = a[loss]
             if not e["n"]:
                 continue
             gap = e["ppsnr"][0] - e["psnr_canonical"][0]
             out.append(f"| {NICE[loss]} | {gap:.2f} | {_fmt(e['psnr'], 2, e['n'])} | "
-                       f"{_fmt(e['follows_canonical'], 3, e['n'])} | {_fmt(e['follows_stored'], 3, e['n'])} | "
+                       f"{_fmt(e['direction_follows'], 3, e['n'])} | {_fmt(e['direction_reversed'], 3, e['n'])} | "
+                       f"{_fmt(e['direction_symmetric'], 3, e['n'])} | {_fmt(e['pred_outer_spread_255'], 1, e['n'])} | "
                        f"{_fmt(e['pred_canonical_side'], 3, e['n'])} | "
                        + " | ".join(_fmt(e.get(f"pred_{c}", (math.nan, 0)), 3, e["n"]) for c in cons) + " |")
         if "hypercut_minus_oi" in a:
@@ -745,7 +791,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "backbone x loss group on CUDA, 1 = in-process on CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.add_argument("--calib-warmup", type=int, default=5)
-    p.add_argument("--calib-steps", type=int, default=15)
+    p.add_argument("--calib-steps", type=int, default=15, help="timed steps (in-process calibration)")
+    p.add_argument("--calib-window-s", type=float, default=8.0,
+                   help="workers: every worker times its groups in the same window of this length")
     p.add_argument("--calib-timeout-s", type=float, default=150.0, help="longest wait for the workers' step times")
     p.add_argument("--eval-batch", type=int, default=64)
     p.add_argument("--log-every", type=int, default=0)
@@ -797,7 +845,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "alpha_warmup_steps": args.alpha_warmup_steps, "order_encoder": args.order_encoder,
         "order_batch": args.order_batch, "order_lr": args.order_lr, "order_seconds": args.order_seconds,
         "precision": precision, "budget_s": args.budget_s, "safety": args.safety, "workers": workers,
-        "threads": args.threads, "calib_warmup": args.calib_warmup, "calib_steps": args.calib_steps,
+        "threads": args.threads, "calib_warmup": args.calib_warmup, "calib_steps": args.calib_steps, "calib_window_s": args.calib_window_s,
         "calib_timeout_s": args.calib_timeout_s,
         "eval_batch": args.eval_batch, "log_every": args.log_every, "optimizer": "AdamW(0.9, 0.99), "
         "linear warm-up + cosine to 2 %, clip-norm", "loss_settings": {

@@ -14,8 +14,6 @@ The checks are written as functions of a device so they can be tried on the CPU 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import types
 from collections.abc import Callable
 
@@ -151,26 +149,7 @@ def _loader(items: list[dict[str, object]], batch_size: int, shuffle: bool) -> t
 
 
 def _import_lit() -> types.ModuleType:
-    """``hypercut.lit`` imports ``hypercut.media``, which imports PyAV at module level (for MP4). A bare
-    GPU machine may lack PyAV; these fits write no video, so a placeholder that fails on use stands in."""
-    if importlib.util.find_spec("av") is None:
-
-        class _Missing:
-            def __init__(self, *args: object, **kwargs: object) -> None:
-                raise ImportError("PyAV (av) is not installed")
-
-        def missing_attr(attr: str) -> type:
-            if attr.startswith("_"):  # __file__, __path__ ...: tools that inspect modules must see none
-                raise AttributeError(attr)
-            return _Missing
-
-        def placeholder(name: str) -> types.ModuleType:
-            module = types.ModuleType(name)
-            module.__getattr__ = missing_attr  # type: ignore[method-assign]
-            return module
-
-        for name in ("av", "av.video", "av.video.stream"):
-            sys.modules.setdefault(name, placeholder(name))
+    """``hypercut.lit`` (PyAV is imported only where videos are written, so a bare GPU box is fine)."""
     import hypercut.lit
 
     return hypercut.lit

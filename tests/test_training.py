@@ -282,3 +282,17 @@ def test_synthetic_data_is_made_on_first_use_and_best_checkpoint_reloads(tmp_pat
     assert (tmp_path / "data" / "synth_32px_12" / "metadata.json").is_file()
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["datamodule_hyper_parameters"]["size"] == [32, 32]
+
+
+def test_main_job_quick_runs_every_stage(tmp_path: Path) -> None:
+    """`make train`'s pipeline with tiny settings: every stage runs and leaves its outputs."""
+    from hypercut import demo
+
+    summary = demo.run(tmp_path / "demo", quick=True)
+    out = tmp_path / "demo"
+    assert (out / "ordering" / "weights.pt").is_file() and (out / "deblur" / "weights.pt").is_file()
+    assert (out / "data" / "metadata_ordered.json").is_file()
+    assert "| mean |" in (out / "eval" / "results.md").read_text()
+    assert len(list((out / "videos").glob("*.mp4"))) >= 1
+    assert summary["label_order"]["samples"] == 24  # type: ignore[index]
+    assert "test/ppsnr" in summary["test"]  # type: ignore[operator]

@@ -26,9 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
-from av.video.stream import VideoStream
 from PIL import Image, ImageOps
 
 __all__ = [
@@ -183,6 +181,8 @@ def _quantize_shared(images: np.ndarray, sample_pixels: int = 1 << 18) -> list[I
 
 def _pick_codec() -> str:
     """libx264 when this FFmpeg build has the encoder, else the always-present mpeg4."""
+    import av
+
     try:
         av.codec.Codec("libx264", "w")
     except Exception:  # PyAV raises UnknownCodecError (a ValueError) or an FFmpeg error
@@ -218,6 +218,9 @@ def save_mp4(frames: Any, path: str | Path, fps: float = 8.0, codec: str | None 
     if any(after for _, after in pad):
         images = np.pad(images, pad, mode="edge")
     height, width = images.shape[1:3]
+    import av  # PyAV only where videos are written or 16-bit PNGs read: the rest works without it
+    from av.video.stream import VideoStream
+
     codec = codec or _pick_codec()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -340,6 +343,8 @@ def _is_png_rgb16(path: Path) -> bool:
 
 def _read_png_rgb16(path: Path) -> np.ndarray:
     """A 16-bit RGB(A) PNG at full precision, decoded by FFmpeg through PyAV."""
+    import av
+
     with av.open(str(path)) as container:
         frame = next(container.decode(video=0))
         has_alpha = frame.format.name.startswith(("rgba", "bgra"))

@@ -296,3 +296,32 @@ def test_main_job_quick_runs_every_stage(tmp_path: Path) -> None:
     assert len(list((out / "videos").glob("*.mp4"))) >= 1
     assert summary["label_order"]["samples"] == 24  # type: ignore[index]
     assert "test/ppsnr" in summary["test"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("override", ["hydra/launcher=submitit_slurm", "hydra/launcher=submitit_local"])
+def test_cluster_launchers_compose(override: str) -> None:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="hypercut.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[override], return_hydra_config=True)
+    assert "submitit_launcher" in cfg.hydra.launcher._target_
+
+
+def test_optuna_sweep_two_trials_through_the_cli(tiny_dataset: Path, tmp_path: Path, ordering_weights: Path) -> None:
+    """hparams_search=optuna: two trials run and Optuna records the metric `train` returned."""
+    result = _cli(
+        "hypercut-train",
+        [
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.sampler.n_startup_trials=2",
+            *_deblur(tiny_dataset, tmp_path),
+            "debug=fdr",
+            f"ordering_weights={ordering_weights}",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = sorted((tmp_path / "runs" / "debug").glob("multirun_*/optimization_results.yaml"))
+    assert best, result.stdout[-2000:]
+    assert "best_value" in best[0].read_text()

@@ -156,51 +156,39 @@ def _hydra_app(config_name: str, job: Callable[[Any], Any]) -> Callable[[], Any]
     return hydra.main(version_base="1.3", config_path="conf", config_name=config_name)(job)
 
 
-def _train(cfg: Any) -> float | None:
-    from hypercut import tasks
+def _task(name: str) -> Callable[[Any], Any]:
+    """The job ``hypercut.tasks.<name>`` (imported when the job runs, so ``--help`` stays fast).
 
-    return tasks.train(cfg)  # the returned metric is what the Optuna sweeper optimises
+    Its return value is Hydra's: ``train`` returns the metric the Optuna sweeper optimises.
+    """
 
+    def job(cfg: Any) -> Any:
+        from hypercut import tasks
 
-def _eval(cfg: Any) -> None:
-    from hypercut import tasks
+        return getattr(tasks, name)(cfg)
 
-    tasks.evaluate(cfg)
-
-
-def _label_order(cfg: Any) -> None:
-    from hypercut import tasks
-
-    tasks.label_order(cfg)
+    return job
 
 
 def _infer(cfg: Any) -> None:
-    from hypercut import tasks
-
-    report = tasks.infer(cfg)
-    if report.failed:
+    report = _task("infer")(cfg)
+    if report.failed:  # every input was tried; the failures are listed above
         sys.exit(1)
-
-
-def _export(cfg: Any) -> None:
-    from hypercut import tasks
-
-    tasks.export(cfg)
 
 
 def train_main() -> None:
     """``hypercut-train``: train the deblurring net (default) or the ordering net (experiment=ordering)."""
-    _hydra_app("train", _train)()
+    _hydra_app("train", _task("train"))()
 
 
 def eval_main() -> None:
     """``hypercut-eval``: per-frame PSNR/SSIM/pPSNR/pSSIM table of a weights file on a dataset split."""
-    _hydra_app("eval", _eval)()
+    _hydra_app("eval", _task("evaluate"))()
 
 
 def label_order_main() -> None:
     """``hypercut-label-order``: write a new metadata file with each sample's order set by an ordering net."""
-    _hydra_app("label_order", _label_order)()
+    _hydra_app("label_order", _task("label_order"))()
 
 
 def infer_main() -> None:
@@ -210,4 +198,4 @@ def infer_main() -> None:
 
 def export_main() -> None:
     """``hypercut-export``: a Lightning checkpoint -> a self-describing weights-only file."""
-    _hydra_app("export", _export)()
+    _hydra_app("export", _task("export"))()

@@ -72,6 +72,19 @@ def test_encoder_shapes_and_options() -> None:
         tiny_encoder(compat="paper")
 
 
+def test_input_downsample_is_area_pooling_before_the_stem() -> None:
+    torch.manual_seed(0)
+    pooled = tiny_encoder(input_downsample=2)
+    plain = tiny_encoder()
+    plain.load_state_dict(pooled.state_dict())  # no parameters of its own: same keys, same count
+    x = torch.rand(3, 6, 32, 32)
+    with torch.no_grad():
+        expected = plain(0.25 * (x[..., ::2, ::2] + x[..., 1::2, ::2] + x[..., ::2, 1::2] + x[..., 1::2, 1::2]))
+        torch.testing.assert_close(pooled(x), expected)
+    with pytest.raises(ValueError, match="input_downsample"):
+        tiny_encoder(input_downsample=0)
+
+
 def _down_path(enc: PairEncoder, x: torch.Tensor) -> torch.Tensor:
     return enc.down(enc.stem(x))
 

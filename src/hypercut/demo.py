@@ -21,7 +21,7 @@ from hypercut import tasks
 FULL = {
     "num_samples": 480,
     "size": 64,
-    "ordering_steps": 200,
+    "ordering_steps": 500,
     "deblur_steps": 400,
     "batch_size": 16,
 }

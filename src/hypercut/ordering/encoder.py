@@ -62,8 +62,7 @@ class PairEncoder(nn.Module):
 
     A pair of frames concatenated on channels is mapped to a vector:
     optional ``AvgPool(input_downsample)``, ``ReflectionPad(3) + Conv7x7(in_channels -> width) + act``,
-    then one stride-2 ``Conv3x3`` (zero
-    padding 1) + act per entry of ``dims``, then ``num_res_blocks`` :class:`ResidualBlock` at
+    then one stride-2 ``Conv3x3`` (zero padding 1) + act per entry of ``dims``, then ``num_res_blocks`` :class:`ResidualBlock` at
     ``dims[-1]`` channels, then global average pooling. Every convolution has a bias; there is no
     normalisation layer. With the defaults this has exactly 2,315,552 parameters.
 
@@ -87,9 +86,9 @@ class PairEncoder(nn.Module):
         negative_slope: Negative slope when ``activation="leaky_relu"``.
         compat: ``None`` or ``"released"`` (slope-1.0 "LeakyReLU" = identity, as released).
         input_downsample: Average-pool the pair by this factor before the stem (1 = off, the
-            reference). No parameters; 2 makes a step about 4x cheaper, and the ordering cue (the
-            direction of motion) survives it: on 64x64 synthetic data the small encoder reaches a
-            higher Con@3 in a CPU budget with 2 than with 1 (docs/RESULTS.md).
+            reference). No parameters; 2 makes a step about 4x cheaper, and on 64x64 synthetic data
+            the small encoder reaches a higher Con@3 in a CPU budget with 2 than with 1
+            (docs/RESULTS.md).
 
     Shape:
         - Input: ``(N, in_channels, H, W)``; the last feature map must be at least 2x2, i.e.

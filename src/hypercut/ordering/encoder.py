@@ -62,8 +62,8 @@ class PairEncoder(nn.Module):
 
     A pair of frames concatenated on channels is mapped to a vector:
     optional ``AvgPool(input_downsample)``, ``ReflectionPad(3) + Conv7x7(in_channels -> width) + act``,
-    then one stride-2 ``Conv3x3`` (zero padding 1) + act per entry of ``dims``, then ``num_res_blocks`` :class:`ResidualBlock` at
-    ``dims[-1]`` channels, then global average pooling. Every convolution has a bias; there is no
+    then one stride-2 ``Conv3x3`` (zero padding 1) + act per entry of ``dims``, then
+    ``num_res_blocks`` :class:`ResidualBlock` at ``dims[-1]`` channels, then global average pooling. Every convolution has a bias; there is no
     normalisation layer. With the defaults this has exactly 2,315,552 parameters.
 
     ``compat="released"`` reproduces the authors' released network, whose stem/downsampling

@@ -467,13 +467,18 @@ def write_report(result: dict[str, Any], md_parts: list[str], args: argparse.Nam
          + (" — a --quick smoke run: the bar is meant for the GPU run" if args.quick else "")) if done else "",
     ]).strip() + "\n"
     result["markdown"] = md
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2, default=float) + "\n")
-    if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(md)
+    save_outputs(result, md, args.out, args.md, indent=2)
     return md
+
+
+def save_outputs(result: dict[str, Any], md: str, out: str | None, md_path: str | None, indent: int) -> None:
+    """Write ``result`` as JSON to ``out`` and ``md`` to ``md_path`` (each skipped when empty)."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=indent, default=float) + "\n")
+    if md_path:
+        Path(md_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(md_path).write_text(md)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -910,12 +910,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if note:
             print(note, flush=True)
             result["plot_note"] = note
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1, default=float) + "\n")
-    if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(md)
+    gt.save_outputs(result, md, args.out, args.md, indent=1)
     print()
     print(md, flush=True)
     return result

@@ -225,6 +225,32 @@ def test_wandb_logger_offline_without_network(tiny_dataset: Path, tmp_path: Path
     assert list((tmp_path / "w" / "wandb").glob("offline-run-*"))
 
 
+@pytest.mark.parametrize("mode", ["RUN", "MULTIRUN"])
+def test_wandb_group_is_the_multirun_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """The W&B runs of one multirun share a group named after the sweep folder; a single run has none."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from lightning.pytorch.loggers import WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    sweep = tmp_path / "multirun_2026-01-01_00-00-00"
+    with initialize_config_module(config_module="hypercut.conf", version_base="1.3"):
+        cfg = compose("train", ["logger=wandb", f"hydra.sweep.dir={sweep}"], return_hydra_config=True)
+    OmegaConf.set_readonly(cfg.hydra, False)
+    cfg.hydra.mode = RunMode[mode]
+    cfg.paths.output_dir = str(tmp_path / "job0")
+    HydraConfig.instance().set_config(cfg)
+    try:
+        (logger,) = [lg for lg in tasks.build_loggers(cfg) if isinstance(lg, WandbLogger)]
+        run = logger.experiment  # an offline run: wandb.init with the logger's arguments
+        group = run.group
+        run.finish()
+    finally:
+        HydraConfig.instance().cfg = None
+    assert group == (sweep.name if mode == "MULTIRUN" else "")
+
+
 def test_ddp_two_cpu_ranks_match_one_rank(tiny_dataset: Path, tmp_path: Path) -> None:
     """2 DDP ranks (gloo) in a subprocess give the same test metrics as 1 rank."""
     weights = _deblur_run(tiny_dataset, tmp_path / "w", steps=2) / "weights.pt"

@@ -250,6 +250,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def build_ordering(encoder: str, seed: int) -> OrderingModel:
+    """Antisymmetric ordering model with the ``"reference"`` encoder or the ``"small"`` one used for CPU runs."""
+    if encoder == "reference":
+        net = PairEncoder()
+    else:
+        net = PairEncoder(width=16, dims=(32, 64, 64, 64), num_res_blocks=2, out_dim=64)
+    return OrderingModel(net, Hyperplane(net.out_dim, seed=seed), antisymmetric=True)
+
+
 def train_ordering(model: OrderingModel, data: dict[str, Tensor], args: argparse.Namespace,
                    device: torch.device, seconds: float, log: list[dict[str, Any]]) -> dict[str, Any]:
     loss_fn = HyperCUTOrderingLoss()
@@ -573,9 +582,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # 2. ordering model
     canonicalizer = None
     if "hypercut" in args.losses:
-        encoder = (PairEncoder() if args.order_encoder == "reference"
-                   else PairEncoder(width=16, dims=(32, 64, 64, 64), num_res_blocks=2, out_dim=64))
-        ordering = OrderingModel(encoder, Hyperplane(encoder.out_dim, seed=args.seed), antisymmetric=True).to(device)
+        ordering = build_ordering(args.order_encoder, args.seed).to(device)
         untrained = evaluate_ordering(ordering, val, device, args.precision)
         print(f"ordering: training {order_s:.0f}s ({args.order_encoder} encoder)", flush=True)
         info = train_ordering(ordering, train, args, device, order_s, log)

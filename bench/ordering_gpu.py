@@ -31,13 +31,11 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_train as gt  # noqa: E402  (bench/gpu_train.py: ordering training and evaluation loops)
 
-from hypercut.ordering import Hyperplane, OrderingModel, PairEncoder  # noqa: E402
+from hypercut.data.synth import synthesize_sample  # noqa: E402
 
 
 def _render(job: tuple[int, int, int]) -> np.ndarray:
     """One sequence as uint8 ``(T, 3, H, W)`` from ``(seed, size, frames)``."""
-    from hypercut.data.synth import synthesize_sample
-
     seed, size, frames = job
     sharp = synthesize_sample(seed, size=(size, size), num_frames=frames).sharp  # (T, H, W, 3) in [0, 1]
     return (np.clip(sharp, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(0, 3, 1, 2)
@@ -89,11 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"in {render_s:.1f}s ({args.workers} workers)", flush=True)
     train, val = ({k: v.to(device) for k, v in d.items()} for d in (train, val))
 
-    if args.encoder == "reference":
-        encoder = PairEncoder()
-    else:
-        encoder = PairEncoder(width=16, dims=(32, 64, 64), num_res_blocks=2, out_dim=64)
-    model = OrderingModel(encoder, Hyperplane(encoder.out_dim, seed=args.seed), antisymmetric=True).to(device)
+    model = gt.build_ordering(args.encoder, args.seed).to(device)
     untrained = gt.evaluate_ordering(model, val, device, args.precision)
     seconds = max(5.0, args.budget_s - (time.perf_counter() - start) - 10.0)
     log: list[dict[str, Any]] = []

@@ -63,7 +63,7 @@ from hypercut.losses import (  # noqa: E402
 )
 from hypercut.metrics import OrderingMetrics, VideoMetrics, psnr_per_frame  # noqa: E402
 from hypercut.models import JinBlur2Vid, MultiFrameUNet  # noqa: E402
-from hypercut.ordering import Hyperplane, OrderCanonicalizer, OrderingModel, PairEncoder  # noqa: E402
+from hypercut.ordering import OrderCanonicalizer, OrderingModel  # noqa: E402
 from hypercut.perf import autocast, optimize_for_speed  # noqa: E402
 
 LOSSES = ("naive", "order_invariant", "hypercut", "hypercut_released")
@@ -101,11 +101,7 @@ def build_backbone(name: str, cfg: dict[str, Any]) -> nn.Module:
 
 
 def build_ordering(cfg: dict[str, Any]) -> OrderingModel:
-    if cfg["order_encoder"] == "reference":
-        encoder = PairEncoder()
-    else:  # the small encoder bench/gpu_train.py uses for CPU runs
-        encoder = PairEncoder(width=16, dims=(32, 64, 64, 64), num_res_blocks=2, out_dim=64)
-    return OrderingModel(encoder, Hyperplane(encoder.out_dim, seed=cfg["data_seed"]), antisymmetric=True)
+    return gt.build_ordering(cfg["order_encoder"], cfg["data_seed"])
 
 
 def build_loss(name: str, canonicalizer: OrderCanonicalizer, cfg: dict[str, Any], steps: int) -> nn.Module:

@@ -13,14 +13,14 @@ unpickling of arbitrary objects)::
 
 ``spec`` is a constructor call written as data, the same shape as a Hydra node: ``_target_`` names a
 class and the other keys are its keyword arguments; a keyword argument may itself be a spec (the
-ordering model holds an encoder and a hyperplane). :func:`build_from_spec` rebuilds it without Hydra
-and only ever imports classes from the ``hypercut`` package, so a weights file cannot name arbitrary
-code to run.
+ordering model holds an encoder and a hyperplane). :func:`build_from_spec` rebuilds it without Hydra.
+A ``_target_`` is only ever looked up in :data:`MODEL_CLASSES`, the explicit list of the library's
+model classes; nothing is imported by name, so a weights file (or a checkpoint's hyper-parameters)
+cannot name a function or any other code to run. The whole spec is checked before anything is built.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,40 +29,123 @@ import torch
 from torch import nn
 
 import hypercut
+from hypercut.models import JinBlur2Vid, MultiFrameUNet, PurohitBlur2Vid, UNetConvLSTM
+from hypercut.ordering import Hyperplane, OrderingModel, PairEncoder
 
 FORMAT = "hypercut-weights/1"
-_ALLOWED_PREFIX = "hypercut."
+
+MODEL_CLASSES: tuple[type[nn.Module], ...] = (
+    # deblurring backbones
+    JinBlur2Vid,
+    MultiFrameUNet,
+    PurohitBlur2Vid,
+    UNetConvLSTM,
+    # the ordering model and its parts
+    OrderingModel,
+    PairEncoder,
+    Hyperplane,
+)
+"""The only classes a spec may name. To make a new model loadable from weights files, import its
+class here and add it to this tuple; it is then found under ``<defining module>.<Name>`` and under the
+sub-package that exports it (``hypercut.models.<Name>``)."""
 
 
-def build_from_spec(spec: Mapping[str, Any]) -> Any:
-    """Construct an object from a ``{"_target_": "hypercut....", **kwargs}`` spec, recursively.
+def _target_names(classes: tuple[type[nn.Module], ...]) -> dict[str, type[nn.Module]]:
+    """``_target_`` strings accepted for each class: its defining module and its sub-package."""
+    names: dict[str, type[nn.Module]] = {}
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise TypeError(f"MODEL_CLASSES: {cls!r} is not an nn.Module subclass")
+        parts = cls.__module__.split(".")
+        for depth in range(2, len(parts) + 1):
+            names[f"{'.'.join(parts[:depth])}.{cls.__qualname__}"] = cls
+    return names
+
+
+def allowed_targets() -> dict[str, type[nn.Module]]:
+    """Every ``_target_`` a spec may use, mapped to its class (built from :data:`MODEL_CLASSES`)."""
+    return _target_names(MODEL_CLASSES)
+
+
+def check_spec(spec: Any, source: str | Path = "spec", where: str = "spec") -> None:
+    """Check a spec without building anything.
 
     Args:
-        spec: the constructor call as data. Nested mappings that carry ``_target_`` are built first.
-
-    Returns:
-        The constructed object (usually an ``nn.Module``).
+        spec: the constructor call as data.
+        source: the file the spec comes from, for error messages.
+        where: the key path of ``spec`` inside that file, for error messages.
 
     Raises:
-        ValueError: if a target lies outside the ``hypercut`` package or cannot be found.
+        ValueError: ``"{source}: {where}._target_: ..."`` when a target anywhere in the spec (nested
+            specs and specs inside lists included) is not in :data:`MODEL_CLASSES`, or a key starting
+            with ``_`` other than ``_target_`` appears.
+    """
+    allowed = allowed_targets()
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{source}: {where}: a spec must be a mapping with _target_, got {type(spec).__name__}")
+    _check_node(spec, str(source), where, allowed, top=True)
+
+
+def _check_node(value: Any, source: str, where: str, allowed: Mapping[str, type], top: bool = False) -> None:
+    if isinstance(value, Mapping):
+        if top or "_target_" in value:
+            target = value.get("_target_")
+            if not isinstance(target, str) or target not in allowed:
+                raise ValueError(
+                    f"{source}: {where}._target_: {target!r} is not one of the library's model classes "
+                    f"(allowed: {', '.join(sorted(n for n in allowed if n.count('.') == 2))})"
+                )
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{source}: {where}: keys must be strings, got {key!r}")
+            if key.startswith("_") and key != "_target_":
+                raise ValueError(f"{source}: {where}.{key}: only _target_ may start with '_' in a spec")
+            _check_node(item, source, f"{where}.{key}", allowed)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_node(item, source, f"{where}[{i}]", allowed)
+
+
+def build_from_spec(spec: Mapping[str, Any], source: str | Path = "spec", where: str = "spec") -> nn.Module:
+    """Construct a model from a ``{"_target_": "hypercut....", **kwargs}`` spec, recursively.
+
+    The whole spec is checked by :func:`check_spec` first, so a bad nested target builds nothing.
+
+    Args:
+        spec: the constructor call as data. Nested mappings that carry ``_target_`` (as keyword
+            arguments or list items) are built first.
+        source: the file the spec comes from, named in error messages.
+        where: the key path of ``spec`` inside that file, named in error messages.
+
+    Returns:
+        The constructed ``nn.Module``.
+
+    Raises:
+        ValueError: a target is not in :data:`MODEL_CLASSES`, or the arguments do not fit its class.
 
     Example:
         >>> net = build_from_spec({"_target_": "hypercut.models.MultiFrameUNet", "num_frames": 5})
     """
-    target = spec.get("_target_")
-    if not isinstance(target, str) or not target.startswith(_ALLOWED_PREFIX):
-        raise ValueError(f"spec._target_ must name a class inside the hypercut package, got {target!r}")
-    module_name, _, attr = target.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"spec._target_: cannot find {target!r}: {err}") from err
-    kwargs = {
-        key: build_from_spec(value) if isinstance(value, Mapping) and "_target_" in value else value
-        for key, value in spec.items()
-        if not key.startswith("_")
-    }
-    return cls(**kwargs)
+    check_spec(spec, source, where)
+    built = _build(spec, str(source), where, allowed_targets())
+    if not isinstance(built, nn.Module):
+        raise ValueError(f"{source}: {where}: the spec did not build a model")
+    return built
+
+
+def _build(value: Any, source: str, where: str, allowed: Mapping[str, type[nn.Module]]) -> Any:
+    if isinstance(value, Mapping) and "_target_" in value:
+        cls = allowed[value["_target_"]]
+        kwargs = {k: _build(v, source, f"{where}.{k}", allowed) for k, v in value.items() if k != "_target_"}
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: {where}: cannot build {value['_target_']}: {err}") from err
+    if isinstance(value, Mapping):
+        return {k: _build(v, source, f"{where}.{k}", allowed) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_build(v, source, f"{where}[{i}]", allowed) for i, v in enumerate(value)]
+    return value
 
 
 def spec_of(module: nn.Module, **kwargs: Any) -> dict[str, Any]:
@@ -70,15 +153,24 @@ def spec_of(module: nn.Module, **kwargs: Any) -> dict[str, Any]:
 
     Use it when a model was built in Python rather than from a config; arguments left out take the
     constructor's defaults, so pass every argument that differs from them.
+
+    Raises:
+        ValueError: the class is not in :data:`MODEL_CLASSES`.
     """
-    cls = type(module)
-    public = cls.__module__.split(".")
-    # Prefer the sub-package path users import from (hypercut.models.X rather than hypercut.models.unet.X).
-    for depth in range(2, len(public) + 1):
-        candidate = ".".join(public[:depth])
-        if getattr(importlib.import_module(candidate), cls.__qualname__, None) is cls:
-            return {"_target_": f"{candidate}.{cls.__qualname__}", **kwargs}
-    return {"_target_": f"{cls.__module__}.{cls.__qualname__}", **kwargs}
+    names = [name for name, cls in allowed_targets().items() if cls is type(module)]
+    if not names:
+        raise ValueError(f"{type(module).__qualname__} is not in hypercut.export.MODEL_CLASSES")
+    # The shortest name is the sub-package path users import from (hypercut.models.X).
+    return {"_target_": min(names, key=len), **kwargs}
+
+
+def non_finite_tensors(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Keys of the floating-point tensors of ``state_dict`` holding a NaN or an infinity."""
+    return [
+        key
+        for key, value in state_dict.items()
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
 
 
 def save_weights(
@@ -97,15 +189,24 @@ def save_weights(
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: the spec does not rebuild ``module``'s class, or a weight is NaN or infinite
+            (a diverged run; nothing is written).
     """
     _check_plain(spec, "spec")
     rebuilt = build_from_spec(spec)
-    if not isinstance(rebuilt, nn.Module) or type(rebuilt) is not type(module):
+    if type(rebuilt) is not type(module):
         raise ValueError(f"spec builds {type(rebuilt).__name__}, not {type(module).__name__}")
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    bad = non_finite_tensors(state)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(f"{path}: refusing to write non-finite weights ({len(bad)} of {len(state)} tensors: {shown})")
     payload = {
         "format": FORMAT,
         "spec": dict(spec),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+        "state_dict": state,
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "hypercut_version": hypercut.__version__,
     }
@@ -116,7 +217,13 @@ def save_weights(
 
 
 def read_weights(path: str | Path) -> dict[str, Any]:
-    """Open a weights file safely (``weights_only=True``) and check its format."""
+    """Open a weights file safely (``weights_only=True``) and check its format and spec.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a weights file, a field is missing, or the spec names a class outside
+            :data:`MODEL_CLASSES` (the message names the file and the key).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
@@ -128,6 +235,7 @@ def read_weights(path: str | Path) -> dict[str, Any]:
     for key in ("spec", "state_dict"):
         if key not in payload:
             raise ValueError(f"{path}: missing field {key!r}")
+    check_spec(payload["spec"], path, "spec")
     return payload
 
 
@@ -146,7 +254,7 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
         >>> video = net(blurry)                                     # (B, T, 3, H, W)  # doctest: +SKIP
     """
     payload = read_weights(path)
-    model = build_from_spec(payload["spec"])
+    model = build_from_spec(payload["spec"], path, "spec")
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
@@ -167,4 +275,3 @@ def _check_plain(value: Any, where: str) -> None:
             _check_plain(item, f"{where}[{i}]")
     elif not (value is None or isinstance(value, (bool, int, float, str))):
         raise TypeError(f"{where}: {type(value).__name__} cannot be stored in a weights-only file")
-

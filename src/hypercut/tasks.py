@@ -219,14 +219,21 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
     """Convert a Lightning ``.ckpt`` of either module into a weights-only file.
 
     The checkpoint is read with ``weights_only=True``; the model is rebuilt from the spec stored in
-    its hyper-parameters, never from pickled objects.
+    its hyper-parameters, which may only name classes of :data:`hypercut.export.MODEL_CLASSES`, never
+    from pickled objects.
+
+    Raises:
+        ValueError: ``out`` is the checkpoint itself, a spec names another class, or the weights are
+            not finite.
     """
+    if Path(out).resolve() == Path(ckpt_path).resolve():
+        raise ValueError(f"out={out}: would replace the checkpoint {ckpt_path} by a weights file; choose another out=")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     hp = ckpt.get("hyper_parameters", {})
     for key, prefix in (("net_spec", "net."), ("model_spec", "model.")):
         spec = hp.get(key)
         if spec:
-            model = build_from_spec(spec)
+            model = build_from_spec(spec, ckpt_path, f"hyper_parameters.{key}")
             state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
             model.load_state_dict(state)
             return save_weights(model, out, spec)

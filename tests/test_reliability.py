@@ -6,7 +6,13 @@ concurrent packed stores, SIGTERM, resumes and outputs that would be overwritten
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +91,108 @@ def test_non_finite_weights_are_not_exported(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="non-finite weights"):
         save_weights(net, tmp_path / "w.pt", TINY_NET)
     assert not (tmp_path / "w.pt").exists()
+
+
+# ------------------------------------------------------------------------------------------- runs
+def _train_overrides(root: Path, out: Path, steps: int) -> list[str]:
+    return [
+        f"paths.root_dir={out.parent}",
+        "data=folder",
+        f"data.root={root}",
+        "data.batch_size=2",
+        "data.crop_size=32",
+        "logger=csv",
+        "model/net=tiny",
+        "model/loss=naive",
+        "model.scheduler.warmup_steps=1",
+        f"trainer.max_steps={steps}",
+        "trainer.log_every_n_steps=1",
+        "+trainer.limit_val_batches=1",
+        "+trainer.enable_progress_bar=false",
+        "test=false",
+    ]
+
+
+def _train(root: Path, out: Path, steps: int, extra: list[str] = ()) -> None:  # type: ignore[assignment]
+    tasks.train(tasks.compose("train", [*_train_overrides(root, out, steps), *extra], output_dir=out))
+
+
+class _Payload:
+    """Unpickling this runs code: it writes ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple:
+        return exec, (f"open({self.path!r}, 'w').write('ran')",)
+
+
+def test_remote_checkpoint_is_refused_before_any_request(tiny_dataset: Path, tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    ran = tmp_path / "ran.txt"
+    served = tmp_path / "www"
+    served.mkdir()
+    torch.save({"state_dict": _Payload(ran)}, served / "x.ckpt")
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def log_message(self, format: str, *args) -> None:  # type: ignore[no-untyped-def]
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/x.ckpt"
+    try:
+        with pytest.raises(ValueError, match="remote checkpoints are not loaded"):
+            _train(tiny_dataset, tmp_path / "run", steps=2, extra=[f"ckpt_path={url}"])
+    finally:
+        server.shutdown()
+    assert not ran.exists() and requests == []
+
+
+def test_resume_keeps_the_csv_history_and_a_bad_checkpoint_is_named(make_tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_tiny_dataset("resume", num_samples=6, partitions=["train"] * 4 + ["val"] * 2)
+    run = tmp_path / "run"
+    _train(root, run, steps=2)
+    history = run / "csv" / "metrics.csv"
+    before = history.read_text()
+    assert before.count("\n") > 2
+
+    last = run / "checkpoints" / "last.ckpt"
+    good = last.read_bytes()
+    last.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match=re.escape(f"{last} is not a readable checkpoint")):
+        _train(root, run, steps=4, extra=["ckpt_path=last"])
+    assert history.read_text() == before
+
+    last.write_bytes(good)
+    _train(root, run, steps=4, extra=["ckpt_path=last"])
+    assert history.read_text() == before
+    resumed = (run / "csv" / "resume_1" / "metrics.csv").read_text()
+    assert "train/loss" in resumed and resumed.count("\n") > 2
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
+def test_signal_writes_checkpoint_weights_metrics_and_exits_non_zero(tiny_dataset: Path, tmp_path: Path, signum: int) -> None:
+    run = tmp_path / "run"
+    args = [*_train_overrides(tiny_dataset, run, steps=100_000), f"hydra.run.dir={run}", "+logger.csv.flush_logs_every_n_steps=1"]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    script = Path(sys.executable).parent / "hypercut-train"
+    proc = subprocess.Popen([str(script), *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    history = run / "csv" / "metrics.csv"
+    deadline = time.monotonic() + 120
+    while not (history.is_file() and history.read_text().count("train/loss") and history.read_text().count("\n") > 3):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-3000:]
+        time.sleep(0.2)
+    proc.send_signal(signum)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signum, output[-3000:]
+    step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert step >= 1
+    assert load_pretrained(run / "weights.pt").num_frames == 7
+    assert "train/loss" in json.loads((run / "metrics.json").read_text())

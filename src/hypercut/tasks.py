@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +112,12 @@ def _build_deblur(cfg: DictConfig) -> LightningModule:
     )
 
 
-def build_loggers(cfg: DictConfig) -> list[Logger]:
-    """Loggers from ``cfg.logger``; the jobs of one multirun share a W&B group (the sweep folder)."""
+def build_loggers(cfg: DictConfig, resume: bool = False) -> list[Logger]:
+    """Loggers from ``cfg.logger``; the jobs of one multirun share a W&B group (the sweep folder).
+
+    With ``resume`` (the job continues a checkpoint of its run folder) a CSV logger writes beside the
+    earlier run's ``metrics.csv`` instead of replacing it.
+    """
     configure_environment()
     loggers: list[Logger] = []
     group = None
@@ -121,8 +127,29 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
         if node is None or "_target_" not in node:
             continue
         kwargs = {"group": group} if name == "wandb" and group and not node.get("group") else {}
+        if resume and str(node._target_).endswith("CSVLogger"):
+            kwargs = _resumed_csv_version(node)
         loggers.append(make(node, **kwargs))
     return loggers
+
+
+def _resumed_csv_version(node: DictConfig) -> dict[str, Any]:
+    """A new ``version`` for a resumed run's CSV logger when the earlier run's ``metrics.csv`` exists.
+
+    Lightning's CSV logger deletes the ``metrics.csv`` it finds in its folder; the resumed run writes
+    ``<its folder>/resume_<n>/metrics.csv`` instead, so the earlier history stays.
+    """
+    version = node.get("version")
+    if version is None:  # Lightning picks a new version_<n> folder itself
+        return {}
+    version = f"version_{version}" if isinstance(version, int) else str(version)
+    folder = Path(str(node.save_dir), str(node.get("name", "lightning_logs") or ""), version)
+    if not (folder / "metrics.csv").is_file():
+        return {}
+    n = 1
+    while (folder / f"resume_{n}").exists():
+        n += 1
+    return {"version": str(Path(version, f"resume_{n}"))}
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
@@ -144,14 +171,26 @@ def train(cfg: DictConfig) -> float | None:
 
     Writes into ``paths.output_dir``: ``checkpoints/{best,last}.ckpt``, ``weights.pt`` (weights-only,
     see :mod:`hypercut.export`) and ``metrics.json`` with every logged value.
+
+    Stopped by Ctrl-C or SIGTERM, it still writes ``checkpoints/last.ckpt`` (resumable with
+    ``ckpt_path=last``), ``weights.pt`` and ``metrics.json``, then raises ``SystemExit`` with status
+    128 + the signal number (130, 143). A resumed run keeps the CSV history of the earlier ones.
+
+    Raises:
+        ValueError: ``ckpt_path`` is a URL or a file that is not a readable checkpoint (checked before
+            anything is written).
     """
+    from lightning.pytorch.trainer.states import TrainerStatus
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     configure_environment()
     if cfg.get("seed") is not None:
         seed_everything(cfg.seed, workers=True)
     out = output_dir(cfg)
+    ckpt_path = _resolve_ckpt(cfg, out)
     datamodule = make(cfg.data)
     module = build_module(cfg)
-    loggers = build_loggers(cfg)
+    loggers = build_loggers(cfg, resume=ckpt_path is not None)
     trainer: Trainer = make(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
     for logger in loggers:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True), **_parameter_counts(module)})
@@ -163,15 +202,28 @@ def train(cfg: DictConfig) -> float | None:
         metrics.update({k.replace("val/", "untrained/", 1): v for k, v in _scalars(trainer.callback_metrics).items()})
         for logger in loggers:
             logger.log_metrics({k: v for k, v in metrics.items()}, step=0)
+    interrupted: SystemExit | None = None
     if cfg.get("train", True):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt(cfg, out))
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except SystemExit as stop:  # how Lightning ends a run on Ctrl-C (exit 1) and on SIGTERM
+            if trainer.state.status != TrainerStatus.INTERRUPTED:
+                raise
+            interrupted = stop
         metrics.update(_scalars(trainer.callback_metrics))
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if best and not getattr(trainer, "fast_dev_run", False):
         # Test and export the best checkpoint, not whatever the last step left.
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-    if cfg.get("test", True) and cfg.model.kind == "deblur" and _has_split(datamodule, "test"):
+        try:
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        except (RuntimeError, OSError, EOFError) as err:
+            if interrupted is None:
+                raise
+            # The signal arrived while best.ckpt was being written: keep the latest weights.
+            log.warning("%s is unreadable (%s): exporting the weights of step %d", best, err, trainer.global_step)
+        else:
+            module.load_state_dict(state)
+    if interrupted is None and cfg.get("test", True) and cfg.model.kind == "deblur" and _has_split(datamodule, "test"):
         trainer.test(module, datamodule=datamodule)
         metrics.update(_scalars(trainer.callback_metrics))
     if cfg.get("export_weights", True) and trainer.is_global_zero:
@@ -179,6 +231,10 @@ def train(cfg: DictConfig) -> float | None:
         log.info("weights written to %s", path)
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    if interrupted is not None:  # Lightning has finalized the loggers as failed
+        signum = signal.SIGTERM if isinstance(interrupted, SIGTERMException) else signal.SIGINT
+        log.error("%s at step %d: checkpoint, weights and metrics written to %s", signum.name, trainer.global_step, out)
+        raise SystemExit(128 + signum) from interrupted
     for logger in loggers:
         logger.finalize("success")
     value = metrics.get(cfg.get("optimized_metric") or "")
@@ -186,13 +242,30 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def _resolve_ckpt(cfg: DictConfig, out: Path) -> str | None:
+    """The local checkpoint to resume from (``ckpt_path``: ``last`` or a file), checked readable.
+
+    Raises:
+        ValueError: a URL (a remote checkpoint could run code when unpickled), or an unreadable file.
+        FileNotFoundError: no such file.
+    """
     ckpt = cfg.get("ckpt_path")
+    if ckpt is None:
+        return None
     if ckpt == "last":
         path = out / "checkpoints" / "last.ckpt"
         if not path.is_file():
             raise FileNotFoundError(f"ckpt_path=last: {path} does not exist (set hydra.run.dir to the run to resume)")
-        return str(path)
-    return ckpt
+    else:
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", str(ckpt)):
+            raise ValueError(f"ckpt_path={ckpt}: remote checkpoints are not loaded; download the file and pass its path")
+        path = Path(ckpt)
+        if not path.is_file():
+            raise FileNotFoundError(f"ckpt_path={ckpt}: {path} is not a file")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        raise ValueError(f"ckpt_path={ckpt}: {path} is not a readable checkpoint: {err}") from err
+    return str(path)
 
 
 def _has_split(datamodule: Any, split: str) -> bool:

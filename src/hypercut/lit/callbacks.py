@@ -7,15 +7,20 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class CheckpointOnInterrupt(Callback):
-    """Writes ``<dirpath>/last.ckpt`` when training is stopped with Ctrl-C, so it can be resumed.
+    """Writes ``<dirpath>/last.ckpt`` when training is stopped by Ctrl-C or SIGTERM, so it can be resumed.
 
-    Lightning catches ``KeyboardInterrupt`` and ends the run gracefully; without this callback the
-    work since the last validation would be lost. Other exceptions (for example the non-finite-loss
-    error of the LightningModules) leave the last good ``last.ckpt`` untouched.
+    Lightning ends a run on ``KeyboardInterrupt`` (SIGINT) and, at the end of the current batch, on
+    :class:`~lightning.pytorch.utilities.exceptions.SIGTERMException` (SIGTERM: what ``timeout``,
+    ``docker stop`` and SLURM preemption send); without this callback the work since the last
+    validation would be lost. Other exceptions (for example the non-finite-loss error of the
+    LightningModules) leave the last good ``last.ckpt`` untouched. Lightning's ``OnExceptionCheckpoint``
+    does not fit: it saves on every exception and deletes its file when a run ends normally.
 
     Args:
         dirpath: the checkpoint folder (the same as ``ModelCheckpoint``'s).
@@ -25,7 +30,7 @@ class CheckpointOnInterrupt(Callback):
         self.dirpath = Path(dirpath)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt):
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             path = self.dirpath / "last.ckpt"
             trainer.save_checkpoint(path)
             rank_zero_info(f"Interrupted at step {trainer.global_step}: resumable checkpoint at {path}")
@@ -69,3 +74,16 @@ def warmup_cosine(
         return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, without the "Epoch 1/-2" of a run bounded by ``max_steps`` only.
+
+    With ``max_epochs=-1`` (no epoch limit) the bar says ``Epoch 1`` instead of ``Epoch 1/-2``.
+    """
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs < 0:
+            description = f"Epoch {current_epoch}"
+            return f"{description:{len(self.validation_description)}}"
+        return super()._get_train_description(current_epoch)

@@ -196,3 +196,35 @@ def test_signal_writes_checkpoint_weights_metrics_and_exits_non_zero(tiny_datase
     assert step >= 1
     assert load_pretrained(run / "weights.pt").num_frames == 7
     assert "train/loss" in json.loads((run / "metrics.json").read_text())
+
+
+# ------------------------------------------------------------------------------------------- ordering
+def test_nan_scores_are_not_consistent() -> None:
+    from hypercut.metrics.ordering import OrderingMetrics
+
+    metrics = OrderingMetrics(3)
+    u = torch.tensor([[1.0, 2.0, 3.0], [float("nan")] * 3, [1.0, float("nan"), 2.0], [-1.0, -1.0, float("nan")]])
+    metrics.update(u, -u)
+    values = metrics.compute()
+    assert values["con2"].item() == pytest.approx(2 / 4)
+    assert values["con3"].item() == pytest.approx(1 / 4)
+
+
+def test_diverging_ordering_run_stops_and_writes_no_weights(tiny_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    overrides = [
+        *_train_overrides(tiny_dataset, run, steps=6),
+        "experiment=ordering",
+        "validate_untrained=false",
+        "model.optimizer.lr=1e30",
+        "model/encoder=small",
+        "model.encoder.width=8",
+        "model.encoder.dims=[8,8]",
+        "model.encoder.num_res_blocks=1",
+        "model.encoder.out_dim=8",
+    ]
+    for deblur_only in ("model/net=tiny", "model/loss=naive", "model.scheduler.warmup_steps=1"):
+        overrides.remove(deblur_only)
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss \(nan\) at step \d+, batch 0, sample ids"):
+        tasks.train(tasks.compose("train", overrides, output_dir=run))
+    assert not (run / "weights.pt").exists()

@@ -28,6 +28,9 @@ RELEASED_SCHEDULER: SchedulerFactory = partial(torch.optim.lr_scheduler.StepLR, 
 class OrderingLitModule(L.LightningModule):
     """Trains an :class:`~hypercut.ordering.OrderingModel` on ``batch["sharp"]``.
 
+    A non-finite training loss stops the run with a ``FloatingPointError`` naming the step, the batch
+    and the sample ids.
+
     Logs ``train/loss`` and ``train/score_abs`` per step, and per epoch ``val/loss`` plus every key
     of :class:`~hypercut.metrics.OrderingMetrics` as ``val/<key>`` (``val/hit``, ``val/hit_k1`` ..,
     ``val/con2``, ``val/con3`` .., ``val/score_abs``, ``val/score_uv``); the same with ``test/``.
@@ -74,6 +77,11 @@ class OrderingLitModule(L.LightningModule):
         sharp = batch["sharp"]
         u, v = self.model(sharp)
         loss = self.loss(u, v)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step}, "
+                f"batch {batch_idx}, sample ids {list(batch.get('id', []))}"
+            )
         bs = sharp.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/score_abs", u.detach().abs().mean(), batch_size=bs)

@@ -26,7 +26,8 @@ class OrderingMetrics(Metric):
       opposite sides).
     - ``"hit_k1"`` .. ``"hit_kK"``: the same for pair k (1-based; ``hit_k1 == hit``).
     - ``"con2"`` .. ``"conK"``: Con@k, fraction of sequences whose first k forward scores
-      ``u_0 .. u_{k-1}`` all have the same sign (``torch.sign``; an exact 0 is its own sign).
+      ``u_0 .. u_{k-1}`` all have the same sign (``torch.sign``; an exact 0 is its own sign). A NaN
+      score has no side: a sequence with one among its first k scores is not consistent at k.
     - ``"score_abs"``: mean ``|u|`` over sequences and pairs (near 0 means the scores collapsed).
     - ``"score_uv"``: mean ``u * v`` (negative when pairs and reverses separate; about 0 at collapse).
 
@@ -70,8 +71,8 @@ class OrderingMetrics(Metric):
         v = v.detach()
         # Out of place: states reset under torch.inference_mode (Trainer.validate) stay updatable.
         self.hits = self.hits + (u * v < 0).sum(dim=0)
-        sign = torch.sign(u)
-        agree = (sign == sign[:, :1]).long().cumprod(dim=1)  # agree[:, i]: pairs 0..i share a sign
+        sign = torch.sign(u)  # sign(NaN) is 0, so NaN is masked out explicitly
+        agree = ((sign == sign[:, :1]) & ~u.isnan()).long().cumprod(dim=1)  # agree[:, i]: pairs 0..i share a sign
         self.cons = self.cons + agree[:, 1:].sum(dim=0)
         self.total = self.total + u.shape[0]
         self.abs_sum = self.abs_sum + u.abs().sum(dtype=torch.float64)

@@ -7,9 +7,11 @@ status; heavy imports happen inside the functions so ``--help`` is fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = ["data_main", "eval_main", "export_main", "infer_main", "label_order_main", "train_main"]
@@ -156,18 +158,56 @@ def _hydra_app(config_name: str, job: Callable[[Any], Any]) -> Callable[[], Any]
     return hydra.main(version_base="1.3", config_path="conf", config_name=config_name)(job)
 
 
-def _task(name: str) -> Callable[[Any], Any]:
+def _task(name: str, lightning: bool = False) -> Callable[[Any], Any]:
     """The job ``hypercut.tasks.<name>`` (imported when the job runs, so ``--help`` stays fast).
 
-    Its return value is Hydra's: ``train`` returns the metric the Optuna sweeper optimises.
+    Its return value is Hydra's: ``train`` returns the metric the Optuna sweeper optimises. A config
+    mistake (a ``???`` value left unset, a :class:`hypercut.tasks.ConfigError`, a file that is not
+    there) is printed as one line and exits with status 2; a job that fails leaves no run folder
+    holding only Hydra's files. A job that uses Lightning (``lightning=True``) runs with
+    :func:`hypercut.tasks.quiet_lightning`.
     """
 
     def job(cfg: Any) -> Any:
+        from omegaconf.errors import MissingMandatoryValue
+
         from hypercut import tasks
 
-        return getattr(tasks, name)(cfg)
+        try:
+            with tasks.quiet_lightning() if lightning else contextlib.nullcontext():
+                return getattr(tasks, name)(cfg)
+        except (tasks.ConfigError, MissingMandatoryValue, FileNotFoundError) as exc:
+            _remove_bare_run_folder(cfg)
+            message = str(exc)
+            if isinstance(exc, MissingMandatoryValue):
+                message = f"missing value for {exc.full_key}: add {exc.full_key}=..."
+            print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+            sys.exit(2)
+        except BaseException:
+            _remove_bare_run_folder(cfg)
+            raise
 
     return job
+
+
+def _remove_bare_run_folder(cfg: Any) -> None:
+    """Delete the job's run folder if it holds nothing but Hydra's ``.hydra/`` and the job's log.
+
+    The folders above it that this leaves empty go too, up to ``paths.log_dir`` (kept).
+    """
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    folder = Path(HydraConfig.get().runtime.output_dir).resolve()
+    if not folder.is_dir() or any(p.name != ".hydra" and p.suffix != ".log" for p in folder.iterdir()):
+        return
+    shutil.rmtree(folder)
+    log_dir = Path(cfg.paths.log_dir).resolve()
+    for parent in folder.parents:
+        if parent == log_dir or not parent.is_relative_to(log_dir) or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 def _infer(cfg: Any) -> None:
@@ -178,12 +218,12 @@ def _infer(cfg: Any) -> None:
 
 def train_main() -> None:
     """``hypercut-train``: train the deblurring net (default) or the ordering net (experiment=ordering)."""
-    _hydra_app("train", _task("train"))()
+    _hydra_app("train", _task("train", lightning=True))()
 
 
 def eval_main() -> None:
     """``hypercut-eval``: per-frame PSNR/SSIM/pPSNR/pSSIM table of a weights file on a dataset split."""
-    _hydra_app("eval", _task("evaluate"))()
+    _hydra_app("eval", _task("evaluate", lightning=True))()
 
 
 def label_order_main() -> None:

@@ -12,30 +12,93 @@ import logging
 import os
 import re
 import signal
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
-from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from hypercut.export import build_from_spec, load_pretrained, save_weights
 
+if TYPE_CHECKING:  # Lightning is imported by the jobs that train or evaluate, not by `infer`/`export`
+    from lightning.pytorch import Callback, LightningModule
+    from lightning.pytorch.loggers import Logger
+
 log = logging.getLogger(__name__)
 
 
-def configure_environment() -> None:
-    """Defaults that keep a run from waiting on the network: W&B offline, no albumentations check.
+class ConfigError(ValueError):
+    """A mistake in the composed config, fixed on the command line; the CLI prints it as one line."""
 
-    A user who wants online W&B sets ``WANDB_MODE=online`` (or runs ``wandb online``) themselves.
-    """
-    os.environ.setdefault("WANDB_MODE", "offline")
+
+def configure_environment() -> None:
+    """Process defaults for a job: W&B quiet, no albumentations update check over the network."""
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def wandb_offline_by_default() -> bool:
+    """Whether W&B runs offline: only when the user has configured W&B neither way.
+
+    W&B is configured by ``WANDB_MODE`` or by one of its settings files: the workspace one
+    (``$WANDB_DIR/wandb/settings``, ``./wandb/settings`` by default, written by ``wandb offline`` and
+    ``wandb online``) or the global one (``$WANDB_CONFIG_DIR/settings``, ``~/.config/wandb/settings``).
+    Then W&B decides, as it would without hypercut; otherwise runs stay on disk (``wandb sync``).
+    """
+    if os.environ.get("WANDB_MODE"):
+        return False
+    workspace = Path(os.environ.get("WANDB_DIR") or ".")
+    config_dir = Path(os.environ.get("WANDB_CONFIG_DIR") or "~/.config/wandb").expanduser()
+    files = [workspace / "wandb" / "settings", workspace / ".wandb" / "settings", config_dir / "settings"]
+    return not any(f.is_file() for f in files)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's console noise off for the duration: what a hypercut run prints once, or not at all.
+
+    - Under Hydra (or any handler on the root logger) the ``lightning`` logger's own console handler is
+      removed, so its INFO lines are not printed twice;
+    - the litlogger advertisement is dropped;
+    - "Found N module(s) in eval mode" is silenced: the frozen ordering model is in eval mode by
+      design;
+    - the deprecation of ``LeafSpec`` that Lightning's own ``_pytree`` triggers with recent torch.
+    """
+    import lightning  # noqa: F401  (adds the console handler that is removed here)
+
+    lightning_logger = logging.getLogger("lightning")
+    if logging.getLogger().handlers:
+        for handler in list(lightning_logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                lightning_logger.removeHandler(handler)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    no_tip = _DropMessages("litlogger")
+    rank_zero.addFilter(no_tip)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            yield
+    finally:
+        rank_zero.removeFilter(no_tip)
+
+
+class _DropMessages(logging.Filter):
+    """Drops the log records whose message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
 
 
 def make(node: Any, **kwargs: Any) -> Any:
@@ -61,7 +124,7 @@ def build_module(cfg: DictConfig) -> LightningModule:
         return _build_deblur(cfg)
     if kind == "ordering":
         return _build_ordering(cfg)
-    raise ValueError(f"model.kind: expected 'deblur' or 'ordering', got {kind!r}")
+    raise ConfigError(f"model.kind: expected 'deblur' or 'ordering', got {kind!r}")
 
 
 def _build_ordering(cfg: DictConfig) -> LightningModule:
@@ -90,13 +153,14 @@ def _build_deblur(cfg: DictConfig) -> LightningModule:
     m = cfg.model
     canonicalizer = None
     if cfg.get("ordering_weights"):
-        canonicalizer = make(m.canonicalizer, model=load_pretrained(cfg.ordering_weights))
+        canonicalizer = make(m.canonicalizer, model=_ordering_model(cfg.ordering_weights))
     loss_kwargs: dict[str, Any] = {}
     if "canonicalizer" in m.loss:
         if canonicalizer is None:
-            raise ValueError(
-                f"model/loss={m.loss._target_.rsplit('.', 1)[-1]} needs a trained ordering model: pass "
-                "ordering_weights=PATH (train one with `hypercut-train experiment=ordering`)"
+            raise ConfigError(
+                f"model/loss={m.loss._target_.rsplit('.', 1)[-1]} needs a trained ordering model: add "
+                "ordering_weights=PATH (from `hypercut-train experiment=ordering`), or "
+                "ordering_weights=untrained for a smoke run, or use model/loss=naive"
             )
         loss_kwargs["canonicalizer"] = canonicalizer
     return DeblurLitModule(
@@ -112,25 +176,75 @@ def _build_deblur(cfg: DictConfig) -> LightningModule:
     )
 
 
-def build_loggers(cfg: DictConfig, resume: bool = False) -> list[Logger]:
-    """Loggers from ``cfg.logger``; the jobs of one multirun share a W&B group (the sweep folder).
+UNTRAINED = "untrained"
+"""``ordering_weights=untrained``: a small randomly initialised ordering model, for smoke runs only."""
 
-    With ``resume`` (the job continues a checkpoint of its run folder) a CSV logger writes beside the
-    earlier run's ``metrics.csv`` instead of replacing it.
+
+def _ordering_model(weights: str) -> torch.nn.Module:
+    """The frozen ordering model of ``ordering_weights``: a weights file, or :data:`UNTRAINED`."""
+    if weights != UNTRAINED:
+        return load_pretrained(weights)
+    from hypercut.ordering import Hyperplane, OrderingModel, PairEncoder
+
+    return OrderingModel(PairEncoder(width=8, dims=(16, 16), num_res_blocks=1, out_dim=16), Hyperplane(16))
+
+
+def build_loggers(cfg: DictConfig, resume: bool = False) -> list[Logger]:
+    """Loggers from ``cfg.logger``, with what makes one W&B run per job.
+
+    The W&B logger is given, unless its config sets them: ``name``, the run folder relative to
+    ``paths.log_dir`` (``train/2026-01-01_00-00-00``, ``train/multirun_<time>/1``); ``group``, the
+    sweep folder's name in a multirun; ``id``, the W&B id of the run folder's earlier run when
+    resuming; and ``mode``: ``"offline"`` when :func:`wandb_offline_by_default`, else ``WANDB_MODE``
+    if set (W&B's settings files decide otherwise). With ``resume`` a CSV
+    logger writes beside the earlier run's ``metrics.csv`` instead of replacing it.
+
+    Args:
+        cfg: the job's config.
+        resume: the job continues a checkpoint of its run folder.
+
+    Raises:
+        ConfigError: a TensorBoard logger without the ``tensorboard`` package.
     """
     configure_environment()
     loggers: list[Logger] = []
-    group = None
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        group = Path(HydraConfig.get().sweep.dir).name
     for name, node in (cfg.get("logger") or {}).items():
         if node is None or "_target_" not in node:
             continue
-        kwargs = {"group": group} if name == "wandb" and group and not node.get("group") else {}
-        if resume and str(node._target_).endswith("CSVLogger"):
+        target = str(node._target_)
+        kwargs: dict[str, Any] = {}
+        if target.endswith("WandbLogger"):
+            kwargs = _wandb_arguments(cfg, node, resume)
+        elif target.endswith("TensorBoardLogger"):
+            _require_tensorboard(name)
+        elif target.endswith("CSVLogger") and resume:
             kwargs = _resumed_csv_version(node)
-        loggers.append(make(node, **kwargs))
+        logger = make(node, **kwargs)
+        if target.endswith("WandbLogger"):
+            # Lightning passes anonymous=None to wandb.init, which wandb >= 0.19 warns is deprecated.
+            logger._wandb_init.pop("anonymous", None)
+        loggers.append(logger)
     return loggers
+
+
+def _wandb_arguments(cfg: DictConfig, node: DictConfig, resume: bool) -> dict[str, Any]:
+    out = Path(cfg.paths.output_dir).resolve()
+    kwargs: dict[str, Any] = {}
+    if not node.get("name"):
+        log_dir = Path(cfg.paths.log_dir).resolve()
+        kwargs["name"] = str(out.relative_to(log_dir)) if out.is_relative_to(log_dir) else out.name
+    if not node.get("group") and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        kwargs["group"] = Path(HydraConfig.get().sweep.dir).name
+    if resume and not node.get("id"):
+        previous = previous_wandb_id(out)
+        if previous is not None:
+            kwargs["id"] = previous
+    if "mode" not in node and wandb_offline_by_default():
+        kwargs["mode"] = "offline"
+    elif "mode" not in node and os.environ.get("WANDB_MODE"):
+        # Read now: W&B reads the environment once per process, maybe before this job's WANDB_MODE.
+        kwargs["mode"] = os.environ["WANDB_MODE"]
+    return kwargs
 
 
 def _resumed_csv_version(node: DictConfig) -> dict[str, Any]:
@@ -152,11 +266,56 @@ def _resumed_csv_version(node: DictConfig) -> dict[str, Any]:
     return {"version": str(Path(version, f"resume_{n}"))}
 
 
+_WANDB_RUN_FOLDER = re.compile(r"^(?:offline-)?run-(\d{8}_\d{6})-([a-z0-9]+)$")
+
+
+def previous_wandb_id(run_dir: str | Path) -> str | None:
+    """The W&B id of the latest W&B run written into ``run_dir/wandb/`` (``None`` if there is none)."""
+    found = []
+    for folder in Path(run_dir, "wandb").glob("*run-*"):
+        match = _WANDB_RUN_FOLDER.match(folder.name)
+        if match and folder.is_dir():
+            found.append((match.group(1), match.group(2)))
+    return max(found)[1] if found else None
+
+
+def _require_tensorboard(name: str) -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                f"logger.{name}: TensorBoard is not installed; pip install 'hypercut[tensorboard]', "
+                "or use logger=wandb or logger=csv"
+            ) from None
+
+
+def finish_wandb(exit_code: int = 0) -> None:
+    """End the open W&B run (so the next job of a multirun starts its own), saying how to upload it."""
+    if "wandb" not in sys.modules:
+        return
+    import wandb
+
+    if wandb.run is None:
+        return
+    if wandb.run.settings.mode == "offline":
+        log.info("W&B run saved offline; upload it with: wandb sync %s", wandb.run.settings.sync_dir)
+    wandb.finish(exit_code=exit_code)
+
+
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
-    """Callbacks from ``cfg.callbacks`` (each entry with a ``_target_``)."""
-    return [
-        make(node) for node in (cfg.get("callbacks") or {}).values() if node is not None and "_target_" in node
-    ]
+    """Callbacks from ``cfg.callbacks`` (each entry with a ``_target_``).
+
+    A progress bar is left out when ``trainer.enable_progress_bar`` is false (Lightning refuses both).
+    """
+    from lightning.pytorch.callbacks import ProgressBar
+
+    callbacks = [make(node) for node in (cfg.get("callbacks") or {}).values() if node is not None and "_target_" in node]
+    if cfg.get("trainer", {}).get("enable_progress_bar", True) is False:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return callbacks
 
 
 def _parameter_counts(module: LightningModule) -> dict[str, int]:
@@ -180,6 +339,18 @@ def train(cfg: DictConfig) -> float | None:
         ValueError: ``ckpt_path`` is a URL or a file that is not a readable checkpoint (checked before
             anything is written).
     """
+    with quiet_lightning():
+        try:
+            value = _train(cfg)
+        except BaseException:
+            finish_wandb(exit_code=1)
+            raise
+        finish_wandb()
+    return value
+
+
+def _train(cfg: DictConfig) -> float | None:
+    from lightning.pytorch import Trainer, seed_everything
     from lightning.pytorch.trainer.states import TrainerStatus
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -192,8 +363,9 @@ def train(cfg: DictConfig) -> float | None:
     module = build_module(cfg)
     loggers = build_loggers(cfg, resume=ckpt_path is not None)
     trainer: Trainer = make(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
+    hyperparameters = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
-        logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True), **_parameter_counts(module)})
+        logger.log_hyperparams({**hyperparameters, **_parameter_counts(module)})  # type: ignore[dict-item]
 
     metrics: dict[str, float] = {}
     if cfg.get("validate_untrained") and cfg.get("ckpt_path") is None:
@@ -224,8 +396,9 @@ def train(cfg: DictConfig) -> float | None:
         else:
             module.load_state_dict(state)
     if interrupted is None and cfg.get("test", True) and cfg.model.kind == "deblur" and _has_split(datamodule, "test"):
-        trainer.test(module, datamodule=datamodule)
+        trainer.test(module, datamodule=datamodule, verbose=False)
         metrics.update(_scalars(trainer.callback_metrics))
+        log.info("test: %s", summary_line(metrics, "test"))
     if cfg.get("export_weights", True) and trainer.is_global_zero:
         path = export_module(module, out / "weights.pt", metrics)
         log.info("weights written to %s", path)
@@ -271,6 +444,13 @@ def _resolve_ckpt(cfg: DictConfig, out: Path) -> str | None:
 def _has_split(datamodule: Any, split: str) -> bool:
     has = getattr(datamodule, "has_split", None)
     return bool(has(split)) if callable(has) else True
+
+
+def summary_line(metrics: dict[str, float], stage: str) -> str:
+    """``stage``'s mean PSNR/SSIM, their p-variants, the identity baseline's and Con@k, on one line."""
+    shown = re.compile(r"(identity_)?p?(psnr|ssim)|pred_con\d+")
+    values = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{stage}/")}
+    return ", ".join(f"{k} {v:.4g}" for k, v in sorted(values.items()) if shown.fullmatch(k))
 
 
 def _scalars(values: dict[str, Any]) -> dict[str, float]:
@@ -340,6 +520,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     Returns:
         Every metric, keyed ``<split>/<name>`` (e.g. ``test/ppsnr_f1``).
     """
+    from lightning.pytorch import Trainer
+
     from hypercut.lit import DeblurLitModule
     from hypercut.losses import NaiveLoss
     from hypercut.report import write_results
@@ -392,12 +574,13 @@ def label_order(cfg: DictConfig) -> dict[str, Any]:
     root = Path(cfg.data.root)
     source = resolve_metadata_path(root, cfg.data.metadata)
     target = root / cfg.output if cfg.output else source
-    if target.resolve() == source.resolve() and not cfg.overwrite:
-        raise FileExistsError(f"{target}: would overwrite the input metadata; pass overwrite=true or another output=")
+    if target.exists() and not cfg.overwrite:
+        what = "the input metadata" if target.resolve() == source.resolve() else "it exists"
+        raise FileExistsError(f"output={cfg.output}: would overwrite {target} ({what}); pass overwrite=true or another output=")
     canonicalizer: OrderCanonicalizer = make(cfg.canonicalizer, model=load_pretrained(cfg.ordering_weights))
     device = torch.device(cfg.device)
     canonicalizer.to(device)
-    dataset = BlurSequenceDataset(root, source, split=None)
+    dataset = BlurSequenceDataset(root, source.resolve(), split=None)
     samples = list(dataset.metadata.samples)
     reversed_count = inconsistent = 0
     for position in track(range(len(dataset)), description="labelling orders"):
@@ -424,7 +607,7 @@ def infer(cfg: DictConfig) -> Any:
 
     report = run_inference(
         cfg.weights,
-        [Path(p) for p in cfg.inputs],
+        input_paths(cfg.inputs),
         output_dir(cfg),
         device=cfg.device,
         bf16=cfg.bf16,
@@ -433,10 +616,23 @@ def infer(cfg: DictConfig) -> Any:
         max_pixels=cfg.max_pixels,
         fps=cfg.fps,
         formats=tuple(cfg.formats),
+        overwrite=bool(cfg.get("overwrite", False)),
     )
     for path, reason in report.failed:
         log.error("failed: %s: %s", path, reason)
     return report
+
+
+def input_paths(inputs: Any) -> list[Path]:
+    """``inputs`` of ``hypercut-infer`` as paths: one path (``inputs=photo.jpg``) or a list of them.
+
+    Raises:
+        ConfigError: no input at all.
+    """
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs or [])
+    if not items:
+        raise ConfigError("inputs: no image or folder given (inputs=photo.jpg or inputs=[a.jpg,folder/])")
+    return [Path(p) for p in items]
 
 
 def export(cfg: DictConfig) -> Path:

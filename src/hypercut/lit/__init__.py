@@ -1,6 +1,6 @@
 """LightningModules and callbacks (torch + Lightning; no Hydra, no wandb)."""
 
-from hypercut.lit.callbacks import CheckpointOnInterrupt, SamplerEpochSync, warmup_cosine
+from hypercut.lit.callbacks import CheckpointOnInterrupt, SamplerEpochSync, StepProgressBar, warmup_cosine
 from hypercut.lit.deblur import DeblurLitModule
 from hypercut.lit.ordering import OrderingLitModule
 
@@ -9,5 +9,6 @@ __all__ = [
     "DeblurLitModule",
     "OrderingLitModule",
     "SamplerEpochSync",
+    "StepProgressBar",
     "warmup_cosine",
 ]

@@ -29,7 +29,14 @@ import torch
 from torch import nn
 
 import hypercut
-from hypercut.models import JinBlur2Vid, MultiFrameUNet, PurohitBlur2Vid, UNetConvLSTM
+from hypercut.models import (
+    JinBlur2Vid,
+    MotionWarpNet,
+    MultiFrameUNet,
+    NAFMultiFrame,
+    PurohitBlur2Vid,
+    UNetConvLSTM,
+)
 from hypercut.ordering import Hyperplane, OrderingModel, PairEncoder
 
 FORMAT = "hypercut-weights/1"
@@ -37,7 +44,9 @@ FORMAT = "hypercut-weights/1"
 MODEL_CLASSES: tuple[type[nn.Module], ...] = (
     # deblurring backbones
     JinBlur2Vid,
+    MotionWarpNet,
     MultiFrameUNet,
+    NAFMultiFrame,
     PurohitBlur2Vid,
     UNetConvLSTM,
     # the ordering model and its parts
@@ -216,6 +225,16 @@ def save_weights(
     return path
 
 
+def resolve_weights(path: str | Path) -> Path:
+    """``path`` itself, or the shipped file of the :mod:`hypercut.zoo` entry of that name
+    (``"default"``, ``"ordering-default"``) when no such local file exists."""
+    from hypercut import zoo
+
+    if not Path(path).exists() and str(path) in zoo.names():
+        return zoo.zoo_path(str(path))
+    return Path(path)
+
+
 def read_weights(path: str | Path) -> dict[str, Any]:
     """Open a weights file safely (``weights_only=True``) and check its format and spec.
 
@@ -224,7 +243,7 @@ def read_weights(path: str | Path) -> dict[str, Any]:
         ValueError: not a weights file, a field is missing, or the spec names a class outside
             :data:`MODEL_CLASSES` (the message names the file and the key).
     """
-    path = Path(path)
+    path = resolve_weights(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
     payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -243,7 +262,7 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
     """Rebuild a model from a weights file written by :func:`save_weights` (no Hydra needed).
 
     Args:
-        path: the weights file.
+        path: the weights file, or the name of a shipped model (see :mod:`hypercut.zoo`).
         map_location: device for the returned model.
 
     Returns:

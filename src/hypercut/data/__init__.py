@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hypercut.data.datasets import BlurSequenceDataset, ImageFolderDataset, collate_sequences, list_images
-from hypercut.data.io import ImageReadError, image_size, read_image, read_image_raw, write_image
+from hypercut.data.datasets import BlurSequenceDataset, ImageFolderDataset, collate_sequences
+from hypercut.data.io import ImageReadError, image_size, list_images, read_image, read_image_raw, write_image
 from hypercut.data.metadata import (
     ORDERS,
     PARTITIONS,
@@ -22,6 +22,14 @@ from hypercut.data.metadata import (
     validate_dataset,
     write_metadata,
 )
+from hypercut.data.natural import (
+    MotionRecipe,
+    NaturalSceneSet,
+    NaturalSceneStream,
+    PhotoLibrary,
+    natural_sample,
+    write_natural_dataset,
+)
 from hypercut.data.packed import PackedSequenceDataset, find_packed, pack_dataset
 from hypercut.data.synth import render_sample, render_subframes, synthesize_dataset, synthesize_sample
 from hypercut.data.transforms import CenterCropMultiple, PairedAugment
@@ -29,6 +37,7 @@ from hypercut.data.video import dataset_from_video
 
 if TYPE_CHECKING:
     from hypercut.data.datamodule import BlurSequenceDataModule
+    from hypercut.data.natural_module import NaturalDataModule
 
 __all__ = [
     "ORDERS",
@@ -40,8 +49,13 @@ __all__ = [
     "DatasetValidationError",
     "ImageFolderDataset",
     "ImageReadError",
+    "MotionRecipe",
+    "NaturalDataModule",
+    "NaturalSceneSet",
+    "NaturalSceneStream",
     "PackedSequenceDataset",
     "PairedAugment",
+    "PhotoLibrary",
     "SampleRecord",
     "check_dataset",
     "collate_sequences",
@@ -49,6 +63,7 @@ __all__ = [
     "find_packed",
     "image_size",
     "list_images",
+    "natural_sample",
     "pack_dataset",
     "read_image",
     "read_image_raw",
@@ -61,6 +76,7 @@ __all__ = [
     "validate_dataset",
     "write_image",
     "write_metadata",
+    "write_natural_dataset",
 ]
 
 
@@ -70,4 +86,8 @@ def __getattr__(name: str) -> Any:
         from hypercut.data.datamodule import BlurSequenceDataModule
 
         return BlurSequenceDataModule
+    if name == "NaturalDataModule":
+        from hypercut.data.natural_module import NaturalDataModule
+
+        return NaturalDataModule
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,12 +5,14 @@ return a dict with key ``loss``.
 """
 
 from hypercut.losses.deblur import (
+    BestDirectionLoss,
     Canonicalizer,
     HyperCUTLoss,
     HyperCUTReleasedLoss,
     NaiveLoss,
     OrderInvariantLoss,
     alpha_schedule,
+    best_direction_loss,
     charbonnier,
     hypercut_loss,
     hypercut_released_loss,
@@ -26,6 +28,7 @@ from hypercut.losses.ordering import (
 )
 
 __all__ = [
+    "BestDirectionLoss",
     "Canonicalizer",
     "HyperCUTLoss",
     "HyperCUTOrderingLoss",
@@ -34,6 +37,7 @@ __all__ = [
     "NaiveLoss",
     "OrderInvariantLoss",
     "alpha_schedule",
+    "best_direction_loss",
     "charbonnier",
     "hypercut_loss",
     "hypercut_ordering_loss",

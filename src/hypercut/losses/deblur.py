@@ -149,6 +149,60 @@ class NaiveLoss(nn.Module):
         return {"loss": naive_loss(pred, sharp, self.eps)}
 
 
+def best_direction_loss(pred: Tensor, sharp: Tensor, eps: float = 1e-3) -> tuple[Tensor, Tensor]:
+    """Charbonnier loss against whichever of ``sharp`` and its reverse is closer, per sample.
+
+    The training counterpart of the p-metrics: the network may settle each sample's direction
+    itself, and is never pulled towards both orders at once (which blurs the outer frames).
+
+    Args:
+        pred: Predicted sequence.
+        sharp: Ground-truth sequence.
+        eps: Charbonnier smoothing constant.
+
+    Returns:
+        ``(loss, flipped)``: the scalar mean over the batch of the per-sample minimum, and a bool
+        ``(B,)`` that is True where the reversed ground truth was the closer one.
+
+    Shape:
+        - pred, sharp: ``(B, T, C, H, W)``
+        - output: ``()`` and ``(B,)``
+
+    Example:
+        >>> x = torch.rand(2, 5, 3, 8, 8)
+        >>> loss, flipped = best_direction_loss(x.flip(1), x)
+        >>> loss.item() < 2e-3, flipped.tolist()
+        (True, [True, True])
+    """
+    _check_pair(pred, sharp)
+    dims = tuple(range(1, pred.dim()))
+    forward = torch.sqrt((pred - sharp).square() + eps * eps).mean(dims)
+    backward = torch.sqrt((pred - sharp.flip(1)).square() + eps * eps).mean(dims)
+    flipped = backward < forward
+    return torch.where(flipped, backward, forward).mean(), flipped
+
+
+class BestDirectionLoss(nn.Module):
+    """Module form of :func:`best_direction_loss`.
+
+    Args:
+        eps: Charbonnier smoothing constant.
+
+    Shape:
+        - forward(pred, sharp, step=None): ``(B, T, C, H, W)`` each; ``step`` is ignored
+        - output: ``{"loss": (), "flipped": ()}`` (the fraction of samples matched reversed)
+    """
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, pred: Tensor, sharp: Tensor, step: int | None = None) -> dict[str, Tensor]:
+        del step
+        loss, flipped = best_direction_loss(pred, sharp, self.eps)
+        return {"loss": loss, "flipped": flipped.float().mean()}
+
+
 # ----------------------------------------------------------------------------------------------------
 # Order-invariant (Jin et al. 2018)
 # ----------------------------------------------------------------------------------------------------

@@ -5,7 +5,10 @@
 - :class:`PurohitBlur2Vid`: motion latent + recurrent flow decoder warping a deblurred centre frame,
   Purohit et al., CVPR 2019, with its stage-1 video autoencoder and an ``oracle_center`` switch.
 - :class:`UNetConvLSTM`: U-Net with a ConvLSTM at the bottleneck emitting the frames one by one.
-- :class:`MultiFrameUNet`: a fast one-pass U-Net predicting all frames; the default for speed.
+- :class:`MotionWarpNet`: the default: a sharp centre frame and a per-pixel motion trajectory
+  along which the centre is warped into the other frames (NAFNet-style trunk).
+- :class:`NAFMultiFrame`: the same trunk predicting all frames directly.
+- :class:`MultiFrameUNet`: a one-pass U-Net of plain residual blocks predicting all frames.
 """
 
 from hypercut.models.blocks import (
@@ -18,6 +21,7 @@ from hypercut.models.blocks import (
 )
 from hypercut.models.jin import JinBlur2Vid, JinFrameNet
 from hypercut.models.multiframe_unet import MultiFrameUNet
+from hypercut.models.nafnet import MotionWarpNet, NAFBlock, NAFMultiFrame, NAFUNet
 from hypercut.models.purohit import BlurryEncoder, FlowDecoder, PurohitBlur2Vid, VideoEncoder
 from hypercut.models.unet_convlstm import UNetConvLSTM
 
@@ -28,7 +32,11 @@ __all__ = [
     "InstanceNormResBlock",
     "JinBlur2Vid",
     "JinFrameNet",
+    "MotionWarpNet",
     "MultiFrameUNet",
+    "NAFBlock",
+    "NAFMultiFrame",
+    "NAFUNet",
     "PurohitBlur2Vid",
     "ResBlock",
     "UNetConvLSTM",

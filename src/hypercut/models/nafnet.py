@@ -1,0 +1,308 @@
+"""Compact deblurring backbones on NAFNet-style blocks (Chen et al., ECCV 2022).
+
+- :class:`NAFUNet`: the shared trunk, a U-Net of normalised, activation-free blocks at half
+  resolution and below.
+- :class:`MotionWarpNet`: the default backbone. It predicts one sharp centre frame and a per-pixel
+  motion trajectory; every other frame is the centre frame warped along that trajectory, so the
+  outer frames are a function of one image and one motion field.
+- :class:`NAFMultiFrame`: the same trunk with a head that predicts all ``T`` frames directly (a
+  residual per frame), for comparison with the warp decoder.
+
+Both backbones are residual on the blurry input with zero-initialised heads, so the untrained model
+returns the blurry image repeated ``T`` times (the identity baseline).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hypercut.models.blocks import crop_to, pad_to_multiple, warp
+
+__all__ = ["LayerNorm2d", "MotionWarpNet", "NAFBlock", "NAFMultiFrame", "NAFUNet", "frame_times"]
+
+
+def frame_times(num_frames: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Times of the ``T`` sharp frames within the exposure, centred: ``(t + 0.5) / T - 0.5``.
+
+    Shape:
+        output: :math:`(T,)`, in ``(-0.5, 0.5)``, symmetric about 0.
+
+    Example:
+        >>> frame_times(3)
+        tensor([-0.3333,  0.0000,  0.3333])
+    """
+    return (torch.arange(num_frames, device=device, dtype=dtype) + 0.5) / num_frames - 0.5
+
+
+class LayerNorm2d(nn.Module):
+    """Layer normalisation over the channels of every pixel, with a per-channel affine.
+
+    Shape:
+        input and output: :math:`(B, C, H, W)`.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class NAFBlock(nn.Module):
+    """A NAFNet block: two normalised residual branches with gated (multiplicative) non-linearity.
+
+    Branch 1: LayerNorm, 1x1 conv to ``2c``, depthwise 3x3, "simple gate" (split the channels in
+    two halves and multiply them), channel attention (global average -> 1x1 conv -> scale), 1x1
+    conv. Branch 2: LayerNorm, 1x1 conv to ``2c``, simple gate, 1x1 conv. Each branch is added with
+    a learned per-channel scale that starts at zero, so a new block is the identity.
+
+    Args:
+        channels: ``c``, the block's width.
+
+    Shape:
+        input and output: :math:`(B, c, H, W)`.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        c = channels
+        self.norm1 = LayerNorm2d(c)
+        self.expand = nn.Conv2d(c, 2 * c, 1)
+        self.depthwise = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
+        self.attention = nn.Conv2d(c, c, 1)
+        self.project = nn.Conv2d(c, c, 1)
+        self.norm2 = LayerNorm2d(c)
+        self.ffn_expand = nn.Conv2d(c, 2 * c, 1)
+        self.ffn_project = nn.Conv2d(c, c, 1)
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    @staticmethod
+    def _gate(x: Tensor) -> Tensor:
+        a, b = x.chunk(2, dim=1)
+        return a * b
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self._gate(self.depthwise(self.expand(self.norm1(x))))
+        y = y * self.attention(y.mean((2, 3), keepdim=True))
+        x = x + self.beta * self.project(y)
+        y = self.ffn_project(self._gate(self.ffn_expand(self.norm2(x))))
+        return x + self.gamma * y
+
+
+class NAFUNet(nn.Module):
+    """U-Net trunk of :class:`NAFBlock` s at half resolution and below.
+
+    The image is pixel-unshuffled by 2, embedded by a 3x3 convolution, encoded by ``len(enc_blocks)``
+    levels (blocks, then a 2x2 stride-2 convolution doubling the channels), processed by
+    ``mid_blocks`` blocks and decoded symmetrically (1x1 convolution + pixel shuffle, additive skip,
+    blocks). The result is the half-resolution feature map of width ``width``.
+
+    Args:
+        width: channels at the first level; doubled at each level below.
+        enc_blocks: blocks per encoder level (its length is the number of levels).
+        mid_blocks: blocks at the bottleneck.
+        dec_blocks: blocks per decoder level (same length as ``enc_blocks``).
+
+    Shape:
+        - input: :math:`(B, 3, H, W)` with ``H, W`` multiples of :attr:`pad_multiple`
+        - output: :math:`(B, width, H / 2, W / 2)`
+    """
+
+    def __init__(
+        self,
+        width: int = 24,
+        enc_blocks: tuple[int, ...] = (1, 1, 2),
+        mid_blocks: int = 4,
+        dec_blocks: tuple[int, ...] = (1, 1, 1),
+    ) -> None:
+        super().__init__()
+        if len(enc_blocks) != len(dec_blocks):
+            raise ValueError(f"enc_blocks {enc_blocks} and dec_blocks {dec_blocks} must have the same length")
+        self.width = width
+        self.pad_multiple = 2 ** (len(enc_blocks) + 1)
+        widths = [width * 2**i for i in range(len(enc_blocks) + 1)]
+        self.stem = nn.Conv2d(12, width, 3, padding=1)
+        self.encoders = nn.ModuleList(
+            nn.Sequential(*(NAFBlock(widths[i]) for _ in range(n))) for i, n in enumerate(enc_blocks)
+        )
+        self.downs = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 2, stride=2) for i in range(len(enc_blocks)))
+        self.middle = nn.Sequential(*(NAFBlock(widths[-1]) for _ in range(mid_blocks)))
+        self.ups = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(widths[i + 1], widths[i] * 4, 1, bias=False), nn.PixelShuffle(2))
+            for i in range(len(dec_blocks))
+        )
+        self.decoders = nn.ModuleList(
+            nn.Sequential(*(NAFBlock(widths[i]) for _ in range(n))) for i, n in enumerate(dec_blocks)
+        )
+
+    def forward(self, image: Tensor) -> Tensor:
+        x = self.stem(F.pixel_unshuffle(image, 2))
+        skips = []
+        for encoder, down in zip(self.encoders, self.downs):
+            x = encoder(x)
+            skips.append(x)
+            x = down(x)
+        x = self.middle(x)
+        for i in reversed(range(len(skips))):
+            x = self.decoders[i](self.ups[i](x) + skips[i])
+        return x
+
+
+def _check_blurry(blurry: Tensor) -> None:
+    if blurry.dim() != 4 or blurry.shape[1] != 3:
+        raise ValueError(f"blurry must be (B, 3, H, W), got {tuple(blurry.shape)}")
+
+
+class MotionWarpNet(nn.Module):
+    """Sharp centre frame plus a per-pixel motion trajectory; the other frames are warps of the centre.
+
+    A :class:`NAFUNet` trunk feeds one head that gives, at full resolution, a residual for the
+    centre frame ``c = B + r`` and a trajectory of ``order`` displacement fields ``m_1..m_order``
+    in pixels. Frame ``t`` at time ``tau_t`` (see :func:`frame_times`) is the centre backward-warped
+    by ``d_t = sum_k tau_t ** k * m_k``: ``x_t(p) = c(p + d_t(p))``. The reversed sequence is the
+    same trajectory with the odd terms negated, so a prediction and its reverse are equally easy to
+    express: the order is decided by the sign of ``m_1`` alone.
+
+    The displacement fields are predicted at half resolution and upsampled bilinearly (motion is
+    smooth); ``flow_scale`` multiplies the head's raw output so that a few optimiser steps move pixels
+    by pixels, not by hundredths.
+
+    Args:
+        num_frames: ``T`` (any ``T >= 1``; ``T`` odd puts a frame exactly at the centre).
+        width: trunk width (see :class:`NAFUNet`).
+        enc_blocks: trunk encoder blocks per level.
+        mid_blocks: trunk bottleneck blocks.
+        dec_blocks: trunk decoder blocks per level.
+        order: terms of the trajectory polynomial (1: straight, constant speed; 2: curved).
+        flow_scale: pixels per unit of the head's raw displacement output.
+
+    Shape:
+        - blurry: :math:`(B, 3, H, W)` in [0, 1], any ``H, W``
+        - output: :math:`(B, T, 3, H, W)` (not clamped)
+
+    Example:
+        >>> model = MotionWarpNet(num_frames=5, width=8, enc_blocks=(1,), dec_blocks=(1,), mid_blocks=1)
+        >>> blurry = torch.rand(2, 3, 30, 41)
+        >>> video = model(blurry)
+        >>> video.shape
+        torch.Size([2, 5, 3, 30, 41])
+        >>> torch.equal(video, blurry.unsqueeze(1).expand_as(video))  # untrained: identity
+        True
+    """
+
+    def __init__(
+        self,
+        num_frames: int = 7,
+        width: int = 24,
+        enc_blocks: tuple[int, ...] = (1, 1, 2),
+        mid_blocks: int = 4,
+        dec_blocks: tuple[int, ...] = (1, 1, 1),
+        order: int = 2,
+        flow_scale: float = 4.0,
+    ) -> None:
+        super().__init__()
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if order < 1:
+            raise ValueError(f"order must be >= 1, got {order}")
+        self.num_frames = num_frames
+        self.order = order
+        self.flow_scale = flow_scale
+        self.trunk = NAFUNet(width, tuple(enc_blocks), mid_blocks, tuple(dec_blocks))
+        self.center_head = nn.Conv2d(width, 3 * 4, 3, padding=1)
+        self.motion_head = nn.Conv2d(width, 2 * order, 3, padding=1)
+        for param in (*self.center_head.parameters(), *self.motion_head.parameters()):
+            nn.init.zeros_(param)
+
+    def center_and_motion(self, blurry: Tensor) -> tuple[Tensor, Tensor]:
+        """The sharp centre frame and the trajectory coefficients.
+
+        Shape:
+            - blurry: :math:`(B, 3, H, W)`
+            - centre: :math:`(B, 3, H, W)`
+            - motion: :math:`(B, order, 2, H, W)`, in pixels (channel 0 is x, 1 is y)
+        """
+        _check_blurry(blurry)
+        batch, _, height, width = blurry.shape
+        padded = pad_to_multiple(blurry, self.trunk.pad_multiple)
+        features = self.trunk(padded)
+        center = padded + F.pixel_shuffle(self.center_head(features), 2)
+        motion = self.motion_head(features) * self.flow_scale
+        motion = F.interpolate(motion, scale_factor=2, mode="bilinear", align_corners=False)
+        center = crop_to(center, height, width)
+        motion = crop_to(motion, height, width).reshape(batch, self.order, 2, height, width)
+        return center, motion
+
+    def displacements(self, motion: Tensor) -> Tensor:
+        """Per-frame displacement fields ``d_t = sum_k tau_t ** k * m_k``.
+
+        Shape:
+            - motion: :math:`(B, order, 2, H, W)`
+            - output: :math:`(B, T, 2, H, W)`
+        """
+        tau = frame_times(self.num_frames, motion.device, motion.dtype)
+        powers = torch.stack([tau ** (k + 1) for k in range(self.order)], dim=1)  # (T, order)
+        return torch.einsum("tk,bkchw->btchw", powers, motion)
+
+    def forward(self, blurry: Tensor) -> Tensor:
+        center, motion = self.center_and_motion(blurry)
+        batch, _, height, width = center.shape
+        flows = self.displacements(motion).reshape(batch * self.num_frames, 2, height, width)
+        frames = center.unsqueeze(1).expand(batch, self.num_frames, 3, height, width)
+        warped = warp(frames.reshape(batch * self.num_frames, 3, height, width), flows)
+        return warped.reshape(batch, self.num_frames, 3, height, width)
+
+
+class NAFMultiFrame(nn.Module):
+    """The :class:`NAFUNet` trunk with a head predicting a residual for each of the ``T`` frames.
+
+    Args:
+        num_frames: ``T``.
+        width: trunk width.
+        enc_blocks: trunk encoder blocks per level.
+        mid_blocks: trunk bottleneck blocks.
+        dec_blocks: trunk decoder blocks per level.
+
+    Shape:
+        - blurry: :math:`(B, 3, H, W)` in [0, 1], any ``H, W``
+        - output: :math:`(B, T, 3, H, W)` (not clamped)
+
+    Example:
+        >>> model = NAFMultiFrame(num_frames=3, width=8, enc_blocks=(1,), dec_blocks=(1,), mid_blocks=1)
+        >>> model(torch.rand(1, 3, 20, 24)).shape
+        torch.Size([1, 3, 3, 20, 24])
+    """
+
+    def __init__(
+        self,
+        num_frames: int = 7,
+        width: int = 24,
+        enc_blocks: tuple[int, ...] = (1, 1, 2),
+        mid_blocks: int = 4,
+        dec_blocks: tuple[int, ...] = (1, 1, 1),
+    ) -> None:
+        super().__init__()
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        self.num_frames = num_frames
+        self.trunk = NAFUNet(width, tuple(enc_blocks), mid_blocks, tuple(dec_blocks))
+        self.head = nn.Conv2d(width, num_frames * 3 * 4, 3, padding=1)
+        for param in self.head.parameters():
+            nn.init.zeros_(param)
+
+    def forward(self, blurry: Tensor) -> Tensor:
+        _check_blurry(blurry)
+        batch, _, height, width = blurry.shape
+        padded = pad_to_multiple(blurry, self.trunk.pad_multiple)
+        delta = F.pixel_shuffle(self.head(self.trunk(padded)), 2)
+        delta = crop_to(delta, height, width).reshape(batch, self.num_frames, 3, height, width)
+        return blurry.unsqueeze(1) + delta

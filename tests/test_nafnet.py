@@ -1,0 +1,85 @@
+"""NAFNet-style backbones: shapes, identity at initialisation, the warp decoder's reversal symmetry,
+gradients, and weights-file round trips."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hypercut.export import load_pretrained, save_weights, spec_of
+from hypercut.losses import BestDirectionLoss, best_direction_loss
+from hypercut.models import MotionWarpNet, NAFMultiFrame
+from hypercut.models.nafnet import LayerNorm2d, frame_times
+
+SMALL = {"width": 8, "enc_blocks": (1, 1), "mid_blocks": 1, "dec_blocks": (1, 1)}
+
+
+@pytest.mark.parametrize("cls", [MotionWarpNet, NAFMultiFrame])
+@pytest.mark.parametrize("size", [(16, 16), (23, 37)])
+def test_shapes_and_identity_at_init(cls, size) -> None:
+    net = cls(num_frames=5, **SMALL)
+    blurry = torch.rand(2, 3, *size)
+    video = net(blurry)
+    assert video.shape == (2, 5, 3, *size)
+    assert torch.equal(video, blurry.unsqueeze(1).expand_as(video))
+
+
+def test_frame_times_are_centred() -> None:
+    tau = frame_times(7)
+    assert torch.allclose(tau, -tau.flip(0)) and tau[3] == 0 and torch.isclose(tau[-1], torch.tensor(3 / 7))
+
+
+def test_layer_norm_matches_torch() -> None:
+    x = torch.randn(2, 6, 5, 4)
+    ln = LayerNorm2d(6)
+    expected = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), (6,), eps=1e-6).permute(0, 3, 1, 2)
+    assert torch.allclose(ln(x), expected, atol=1e-5)
+
+
+def test_warp_decoder_reverses_by_negating_the_odd_terms() -> None:
+    torch.manual_seed(0)
+    net = MotionWarpNet(num_frames=7, order=2, **SMALL)
+    motion = torch.randn(1, 2, 2, 12, 12)
+    d = net.displacements(motion)
+    reversed_motion = motion.clone()
+    reversed_motion[:, 0] *= -1
+    assert torch.allclose(net.displacements(reversed_motion), d.flip(1), atol=1e-6)
+    assert torch.equal(d[:, 3], torch.zeros_like(d[:, 3]))  # the centre frame is never warped
+
+
+def test_motion_head_moves_the_outer_frames_only() -> None:
+    torch.manual_seed(0)
+    net = MotionWarpNet(num_frames=5, **SMALL)
+    torch.nn.init.constant_(net.motion_head.bias, 0.5)  # a uniform motion to the right
+    blurry = torch.rand(1, 3, 16, 16)
+    video = net(blurry)
+    assert torch.equal(video[:, 2], blurry)
+    assert (video[:, 0] - blurry).abs().mean() > 1e-3
+    video.sum().backward()
+    assert net.motion_head.weight.grad is not None and net.motion_head.weight.grad.abs().sum() > 0
+
+
+def test_best_direction_loss_matches_float64_reference() -> None:
+    torch.manual_seed(0)
+    pred, sharp = torch.rand(3, 5, 3, 4, 4), torch.rand(3, 5, 3, 4, 4)
+    pred[1] = sharp[1].flip(0) + 0.01
+    loss, flipped = best_direction_loss(pred, sharp, eps=1e-3)
+    p, s = pred.double(), sharp.double()
+    fwd = torch.sqrt((p - s) ** 2 + 1e-6).mean((1, 2, 3, 4))
+    bwd = torch.sqrt((p - s.flip(1)) ** 2 + 1e-6).mean((1, 2, 3, 4))
+    assert torch.isclose(loss.double(), torch.minimum(fwd, bwd).mean(), atol=1e-6)
+    assert flipped.tolist() == (bwd < fwd).tolist() and flipped[1]
+    terms = BestDirectionLoss()(pred, sharp, step=3)
+    assert torch.isclose(terms["loss"], loss) and terms["flipped"] == flipped.float().mean()
+
+
+@pytest.mark.parametrize("cls", [MotionWarpNet, NAFMultiFrame])
+def test_weights_round_trip(tmp_path, cls) -> None:
+    net = cls(num_frames=3, **SMALL)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.01)
+    path = save_weights(net, tmp_path / "w.pt", spec_of(net, num_frames=3, **SMALL))
+    again = load_pretrained(path)
+    x = torch.rand(1, 3, 16, 20)
+    with torch.no_grad():
+        assert torch.allclose(again(x), net(x))

@@ -1,0 +1,116 @@
+"""The natural-image generator: determinism, splits by photograph, stream seeding, on-disk writing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hypercut.data import check_dataset, read_metadata
+from hypercut.data.natural import (
+    OPENCV_DOC_DIR,
+    MotionRecipe,
+    NaturalSceneSet,
+    NaturalSceneStream,
+    PhotoLibrary,
+    natural_sample,
+    partition_groups,
+    photo_group,
+    write_natural_dataset,
+)
+
+pytest.importorskip("skimage")
+
+
+@pytest.fixture(scope="module")
+def library() -> PhotoLibrary:
+    return PhotoLibrary.from_sources(("skimage",))
+
+
+def test_sample_is_deterministic_per_seed(library: PhotoLibrary) -> None:
+    photos = library.images("train")
+    a = natural_sample([3, 1], photos, (48, 40))
+    b = natural_sample([3, 1], photos, (48, 40))
+    c = natural_sample([3, 2], photos, (48, 40))
+    assert a.blurry.shape == (48, 40, 3) and a.sharp.shape == (7, 48, 40, 3)
+    assert np.array_equal(a.blurry, b.blurry) and np.array_equal(a.sharp, b.sharp)
+    assert not np.array_equal(a.sharp, c.sharp)
+    assert 0.0 <= a.blurry.min() and a.blurry.max() <= 1.0
+
+
+def test_blurry_is_the_linear_light_mean_without_noise(library: PhotoLibrary) -> None:
+    still = MotionRecipe(camera=(0.0, 0.0), camera_rotation=0.0, camera_zoom=0.0, shake=0.0,
+                         objects=(0, 0), noise=(0.0, 0.0))
+    sample = natural_sample(0, library.images("train"), (32, 32), motion=still)
+    # nothing moves: every frame equals the blurry image
+    assert np.abs(sample.sharp - sample.blurry[None]).max() < 1e-5
+    moving = natural_sample(0, library.images("train"), (32, 32), motion=MotionRecipe(camera=(10.0, 10.0)))
+    assert np.abs(moving.sharp[0] - moving.sharp[-1]).mean() > 0.01
+
+
+def test_no_test_photo_in_train(library: PhotoLibrary) -> None:
+    train, val, test = (set(library.names(p)) for p in ("train", "val", "test"))
+    assert train and test
+    assert not train & test and not train & val and not val & test
+    train_groups = {photo_group(n.split("/", 1)[1]) for n in train}
+    assert not train_groups & {photo_group(n.split("/", 1)[1]) for n in test}
+
+
+def test_views_of_one_scene_share_a_partition() -> None:
+    groups = [photo_group(n) for n in ("aloeL", "aloeR", "graf1", "graf3", "motorcycle_left", "motorcycle_right")]
+    assert groups == ["aloe", "aloe", "graf", "graf", "motorcycle", "motorcycle"]
+    assignment = partition_groups([f"g{i}" for i in range(20)])
+    assert sum(v == "test" for v in assignment.values()) == 4
+    assert sum(v == "val" for v in assignment.values()) == 2
+    assert partition_groups([f"g{i}" for i in range(20)]) == assignment  # stable
+
+
+@pytest.mark.skipif(not OPENCV_DOC_DIR.is_dir(), reason="Debian's opencv-doc is not installed")
+def test_installing_opencv_doc_moves_no_skimage_photo(library: PhotoLibrary) -> None:
+    both = PhotoLibrary.from_sources(("skimage", "opencv-doc"))
+    assert len(both.photos) > len(library.photos)
+    for name, partition in library.partitions.items():
+        assert both.partitions[name] == partition
+
+
+def test_stream_workers_and_ranks_draw_different_items(library: PhotoLibrary) -> None:
+    photos = library.images("train")
+    first = next(iter(NaturalSceneStream(photos, (24, 24), seed=0, rank=0)))
+    again = next(iter(NaturalSceneStream(photos, (24, 24), seed=0, rank=0)))
+    other_rank = next(iter(NaturalSceneStream(photos, (24, 24), seed=0, rank=1)))
+    assert first["blurry"].shape == (3, 24, 24) and first["sharp"].shape == (7, 3, 24, 24)
+    assert torch.equal(first["sharp"], again["sharp"])
+    assert not torch.equal(first["sharp"], other_rank["sharp"])
+    loader = torch.utils.data.DataLoader(NaturalSceneStream(photos, (24, 24)), batch_size=1, num_workers=2)
+    batches = iter(loader)
+    a, b = next(batches), next(batches)  # one from each worker
+    assert a["id"] != b["id"] and not torch.equal(a["sharp"], b["sharp"])
+
+
+def test_scene_set_is_fixed(library: PhotoLibrary) -> None:
+    ds = NaturalSceneSet(library.images("test"), 3, (20, 28), num_frames=5, seed=7)
+    assert len(ds) == 3 and ds[2]["sharp"].shape == (5, 3, 20, 28)
+    again = NaturalSceneSet(library.images("test"), 3, (20, 28), num_frames=5, seed=7)
+    assert torch.equal(ds[1]["blurry"], again[1]["blurry"])
+    with pytest.raises(IndexError):
+        ds[3]
+
+
+def test_write_natural_dataset_uses_partition_photos(tmp_path, library: PhotoLibrary) -> None:
+    meta_path = write_natural_dataset(tmp_path / "nat", 10, size=(24, 32), library=library, show_progress=False)
+    meta = read_metadata(meta_path)
+    assert [s.partition for s in meta.samples].count("test") == 1
+    assert meta.extra["generator"]["test_photos"] == library.names("test")
+    check_dataset(tmp_path / "nat")
+
+
+def test_datamodule_batches(library: PhotoLibrary) -> None:
+    from hypercut.data import NaturalDataModule
+
+    dm = NaturalDataModule(sources=("skimage",), crop_size=32, eval_size=40, batch_size=2, eval_batch_size=2,
+                           num_val=3, num_test=2, motion={"camera": [2, 4]})
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["sharp"].shape == (2, 7, 3, 32, 32)
+    val = list(dm.val_dataloader())
+    assert sum(b["blurry"].shape[0] for b in val) == 3 and val[0]["blurry"].shape[-1] == 40
+    assert dm.has_split("test") and not dm.has_split("predict")

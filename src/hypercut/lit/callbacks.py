@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -54,26 +53,33 @@ class SamplerEpochSync(Callback):
 
 def warmup_cosine(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 100, min_factor: float = 0.05
-) -> torch.optim.lr_scheduler.LambdaLR:
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Linear warm-up to the base learning rate, then cosine decay to ``min_factor`` of it.
 
+    ``SequentialLR(LinearLR, CosineAnnealingLR)``: at step ``s < warmup_steps`` the learning rate is
+    ``(s + 1) / warmup_steps`` of the base one, then it follows a half cosine from the base rate down to
+    ``min_factor`` of it, reached at ``total_steps``.
+
     Args:
-        optimizer: the optimizer whose learning rates are scaled.
+        optimizer: the optimizer whose learning rates are scaled (one base rate for all its groups).
         total_steps: optimisation steps of the whole run.
-        warmup_steps: steps of the linear warm-up.
+        warmup_steps: steps of the linear warm-up (0: none).
         min_factor: the final learning rate as a fraction of the base one.
 
     Returns:
-        A ``LambdaLR`` to step once per optimisation step.
+        A scheduler to step once per optimisation step.
     """
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    schedulers = torch.optim.lr_scheduler
+    rates = {group["lr"] for group in optimizer.param_groups}
+    if len(rates) != 1:
+        raise ValueError(f"warmup_cosine: expected one learning rate for all parameter groups, got {sorted(rates)}")
+    cosine = schedulers.CosineAnnealingLR(
+        optimizer, T_max=max(1, total_steps - warmup_steps), eta_min=min_factor * rates.pop()
+    )
+    if warmup_steps <= 0:
+        return cosine
+    warmup = schedulers.LinearLR(optimizer, 1 / warmup_steps, 1.0, total_iters=max(1, warmup_steps - 1))
+    return schedulers.SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
 
 
 class StepProgressBar(RichProgressBar):

@@ -115,7 +115,7 @@ def test_validation_of_malformed_or_missing_metadata(tiny_dataset: Path, tmp_pat
 
 def test_size_check_and_read_error_name_both_files(tiny_dataset: Path) -> None:
     Image.fromarray(np.zeros((16, 40, 3), np.uint8)).save(tiny_dataset / "00001" / "sharp" / "004.png")
-    (problem,) = validate_dataset(tiny_dataset, check_sizes=True)
+    (problem,) = validate_dataset(tiny_dataset)
     assert problem.startswith("metadata.json: data[1].frame004_path: size 16x40 of 00001/sharp/004.png")
     assert "00001/blur.png (32x40)" in problem
     ds = BlurSequenceDataset(tiny_dataset, split="train")  # existence-only validation passes
@@ -152,10 +152,10 @@ def test_read_image_formats(tmp_path: Path, kind: str, decoder: str, monkeypatch
         expected = np.repeat(g16[:, :, None], 3, 2) / 65535
     elif kind == "greyalpha":
         Image.fromarray(np.stack([grey8, np.full_like(grey8, 7)], -1), "LA").save(path)
-        expected = np.repeat(grey8[:, :, None], 3, 2) / 255
+        expected = np.repeat(np.round((grey8 * 7.0 + 255 * (255 - 7)) / 255)[:, :, None], 3, 2) / 255  # over white
     elif kind == "rgba":
         Image.fromarray(np.concatenate([rgb8, np.full((6, 5, 1), 9, np.uint8)], -1), "RGBA").save(path)
-        expected = rgb8 / 255
+        expected = np.round((rgb8 * 9.0 + 255 * (255 - 9)) / 255) / 255  # over white
     else:
         path = tmp_path / "img.jpg"
         flat = np.zeros((16, 16, 3), np.uint8) + np.array([200, 100, 50], np.uint8)
@@ -316,7 +316,8 @@ def test_packing_16_bit_and_mixed_sizes(make_tiny_dataset) -> None:
     assert arr[0, 0, 0, 0, 0] % 257 == 0  # 8-bit source scaled by 257
     item = PackedSequenceDataset(out, "train")[0]
     assert torch.allclose(item["sharp"][1], torch.full((3, 32, 40), 1000 / 65535))
-    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(root / "00001" / "blur.png")
+    for image in [root / "00001" / "blur.png", *(root / "00001" / "sharp").glob("*.png")]:
+        Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(image)
     with pytest.raises(ValueError, match=r"split 'train'.*2 sizes: 32x40.*20x40 \(e.g. 00001/blur.png\)"):
         pack_dataset(root, show_progress=False)
 
@@ -378,7 +379,7 @@ def test_datamodule_packed_empty_split_and_predict(make_tiny_dataset, tmp_path: 
 
 # ----------------------------------------------------------------------------------------- CLI, imports
 def test_cli_validate_and_pack(tiny_dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert data_main(["validate", str(tiny_dataset), "--sizes"]) == 0
+    assert data_main(["validate", str(tiny_dataset), "--full"]) == 0
     assert "OK" in capsys.readouterr().out
     assert data_main(["pack", str(tiny_dataset), "--quiet", "--splits", "val"]) == 0
     assert (tiny_dataset / "packed" / "val.npy").is_file()

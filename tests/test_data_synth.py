@@ -86,7 +86,7 @@ def test_synthesis_is_deterministic(tmp_path: Path) -> None:
         assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes()
     meta = read_metadata(tmp_path / "one" / "metadata.json")
     assert [s.partition for s in meta.samples] == ["train"] * 3 + ["val", "test"]
-    assert validate_dataset(tmp_path / "one", check_sizes=True) == []
+    assert validate_dataset(tmp_path / "one", check="full") == []
     item = BlurSequenceDataset(tmp_path / "one", split="val")[0]
     assert item["sharp"].shape == (3, 3, 24, 32)
 

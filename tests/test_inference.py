@@ -13,9 +13,15 @@ from PIL import Image
 from torch import Tensor, nn
 
 from hypercut import media
+from hypercut.data.io import read_image
 from hypercut.inference import InferenceReport, choose_tile, deblur_image, expand_inputs, infer
 
 T = 3
+
+
+def _read_chw(path: Path) -> np.ndarray:
+    """An image as the models take it: float ``(3, H, W)``."""
+    return read_image(path).transpose(2, 0, 1)
 
 
 class PerPixelNet(nn.Module):
@@ -166,7 +172,7 @@ def test_infer_folder_with_a_corrupt_file(tmp_path: Path) -> None:
     assert isinstance(report, InferenceReport)
     assert report.processed == [a, b]
     assert [p for p, _ in report.failed] == [tmp_path / "nope.png", bad]
-    assert "broken.png: cannot read image" in report.failed[1][1]
+    assert "broken.png: not a readable image" in report.failed[1][1]
     assert "not found" in report.failed[0][1]
     assert not report.ok and "FAILED" in report.summary()
     _check_outputs(tmp_path / "out", "a", (37, 51))
@@ -185,8 +191,8 @@ def test_infer_formats_duplicate_stems_and_tiling(tmp_path: Path) -> None:
                    formats=("png",), max_pixels=32 * 32, overlap=4, progress=False)
     assert report.ok and len(report.processed) == 2  # x/img.png listed twice, processed once
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img", "img-2"]
-    written = media.read_image(tmp_path / "out" / "img-2" / "frame_002.png")
-    expected = deblur_image(net, media.read_image(tmp_path / "y" / "img.png"))[1]
+    written = _read_chw(tmp_path / "out" / "img-2" / "frame_002.png")
+    expected = deblur_image(net, _read_chw(tmp_path / "y" / "img.png"))[1]
     np.testing.assert_array_equal(media.to_uint8(written), media.to_uint8(expected))
     with pytest.raises(ValueError, match="formats"):
         infer(net, [], tmp_path / "o2", formats=("avi",))
@@ -218,8 +224,8 @@ def test_infer_retries_smaller_tiles_when_memory_runs_out(tmp_path: Path) -> Non
     report = infer(net, folder, tmp_path / "out", overlap=4, formats=("png",), progress=False)
     assert report.ok and len(report.processed) == 2
     assert net.sizes[0] == (70, 90) and max(h * w for h, w in net.sizes[-4:]) <= 40 * 40
-    written = media.read_image(tmp_path / "out" / "a" / "frame_001.png")
-    expected = deblur_image(PerPixelNet(), media.read_image(folder / "a.png"))[0]
+    written = _read_chw(tmp_path / "out" / "a" / "frame_001.png")
+    expected = deblur_image(PerPixelNet(), _read_chw(folder / "a.png"))[0]
     np.testing.assert_array_equal(media.to_uint8(written), media.to_uint8(expected))
 
     report = infer(GreedyNet(limit=None), folder, tmp_path / "out2", overlap=4, progress=False)
@@ -262,8 +268,8 @@ def test_weights_file_round_trip_and_cli(tmp_path: Path) -> None:
     report = infer(weights, image, tmp_path / "out", progress=False)
     assert report.ok
     _check_outputs(tmp_path / "out", "photo", (27, 35))
-    expected = media.to_uint8(deblur_image(net, media.read_image(image)))
+    expected = media.to_uint8(deblur_image(net, _read_chw(image)))
     for i in range(T):
-        got = media.to_uint8(media.read_image(tmp_path / "out" / "photo" / f"frame_{i + 1:03d}.png"))
+        got = media.to_uint8(_read_chw(tmp_path / "out" / "photo" / f"frame_{i + 1:03d}.png"))
         np.testing.assert_array_equal(got, expected[i])
 

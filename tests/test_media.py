@@ -1,9 +1,7 @@
-"""hypercut.media: uint8 conversion, PNG / GIF / MP4 writers, frame strips, image reading."""
+"""hypercut.media: uint8 conversion, PNG / GIF / MP4 writers, frame strips."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import av
@@ -13,6 +11,7 @@ import torch
 from PIL import Image
 
 from hypercut import media
+from hypercut.data.io import read_image
 
 
 def _smooth_frames(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -31,20 +30,6 @@ def _smooth_frames(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 def _decode_mp4(path: Path) -> np.ndarray:
     with av.open(str(path)) as container:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-
-
-def _write_png16_rgb(path: Path, array: np.ndarray) -> None:
-    """A 16-bit RGB PNG written by hand (Pillow cannot write one)."""
-    h, w, _ = array.shape
-    data = array.astype(">u2")
-    raw = b"".join(b"\x00" + data[i].tobytes() for i in range(h))
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-                     + chunk(b"IEND", b""))
 
 
 # ----------------------------------------------------------------------------------------- to_uint8
@@ -74,7 +59,7 @@ def test_save_frames_png_round_trip_is_exact(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["frame_001.png", "frame_002.png", "frame_003.png"]
     expected = media.to_uint8(frames)
     for path, want in zip(paths, expected):
-        back = media.read_image(path)
+        back = read_image(path).transpose(2, 0, 1)
         assert back.shape == (3, 9, 11) and back.dtype == np.float32
         np.testing.assert_array_equal(media.to_uint8(back), want)
 
@@ -128,59 +113,3 @@ def test_frame_strip_layout() -> None:
     assert (grid[13:, 15:27] == 255).all()
     with pytest.raises(ValueError, match="frames"):
         media.frame_strip(blurry, pred, sharp[:3])
-
-
-# -------------------------------------------------------------------------------------- read_image
-def test_read_image_modes(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    rgb = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
-    grey = rng.integers(0, 256, (7, 9), dtype=np.uint8)
-    grey16 = rng.integers(0, 65536, (7, 9), dtype=np.uint16)
-
-    Image.fromarray(grey).save(tmp_path / "g.png")
-    np.testing.assert_allclose(media.read_image(tmp_path / "g.png"), np.stack([grey / 255] * 3), atol=1e-6)
-
-    Image.fromarray(grey16).save(tmp_path / "g16.png")
-    np.testing.assert_allclose(media.read_image(tmp_path / "g16.png")[1], grey16 / 65535, atol=1e-6)
-
-    rgb16 = rng.integers(0, 65536, (7, 9, 3), dtype=np.uint16)
-    _write_png16_rgb(tmp_path / "c16.png", rgb16)
-    np.testing.assert_allclose(media.read_image(tmp_path / "c16.png"), rgb16.transpose(2, 0, 1) / 65535,
-                               atol=1e-6)
-
-    alpha = np.zeros((7, 9), dtype=np.uint8)
-    alpha[:, :4] = 255
-    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "a.png")
-    rgba = media.read_image(tmp_path / "a.png")
-    np.testing.assert_allclose(rgba[:, :, :4], rgb[:, :4].transpose(2, 0, 1) / 255, atol=1e-6)
-    assert (rgba[:, :, 4:] == 1.0).all()  # transparent -> white
-
-    Image.fromarray(rgb).convert("P").save(tmp_path / "p.bmp")
-    assert media.read_image(tmp_path / "p.bmp").shape == (3, 7, 9)
-
-    Image.fromarray(rgb).save(tmp_path / "c.jpg", quality=95)
-    jpg = media.read_image(tmp_path / "c.jpg")
-    assert jpg.shape == (3, 7, 9) and jpg.dtype == np.float32 and 0 <= jpg.min() and jpg.max() <= 1
-
-
-def test_read_image_errors_name_the_file(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"this is not an image")
-    with pytest.raises(ValueError, match=r"bad\.png: cannot read image"):
-        media.read_image(bad)
-
-    good = tmp_path / "cut.png"
-    Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(good)
-    good.write_bytes(good.read_bytes()[:200])  # truncated
-    with pytest.raises(ValueError, match=r"cut\.png: cannot read image"):
-        media.read_image(good)
-
-    with pytest.raises(FileNotFoundError, match="missing.png"):
-        media.read_image(tmp_path / "missing.png")
-
-
-def test_list_images_sorted_case_insensitive(tmp_path: Path) -> None:
-    for name in ["b.PNG", "a.jpg", "c.txt", ".hidden.png", "d.TIFF"]:
-        (tmp_path / name).write_bytes(b"")
-    (tmp_path / "sub.png").mkdir()
-    assert [p.name for p in media.list_images(tmp_path)] == ["a.jpg", "b.PNG", "d.TIFF"]

@@ -62,12 +62,13 @@ def _data_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap", type=int, default=0, help="frames dropped between partitions")
     p.add_argument("--name", default=None)
 
-    p = sub.add_parser("validate", help="report every problem of a dataset; exit 1 if any")
+    p = sub.add_parser(
+        "validate",
+        help="report every problem of a dataset (paths, files, image headers and sizes); exit 1 if any",
+    )
     p.add_argument("root")
     p.add_argument("--metadata", default="metadata.json")
-    p.add_argument(
-        "--sizes", action="store_true", help="also check that frames match the blurry image's size"
-    )
+    p.add_argument("--full", action="store_true", help="also decode every image (finds corrupt pixel data)")
 
     p = sub.add_parser("pack", help="write the memory-mapped packed store")
     p.add_argument("root")
@@ -130,7 +131,7 @@ def data_main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "validate":
             from hypercut.data.metadata import validate_dataset
 
-            problems = validate_dataset(args.root, args.metadata, check_sizes=args.sizes)
+            problems = validate_dataset(args.root, args.metadata, check="full" if args.full else "headers")
             for line in problems:
                 print(line)
             if problems:
@@ -144,7 +145,7 @@ def data_main(argv: Sequence[str] | None = None) -> int:
                 args.root, args.metadata, out=args.out, splits=args.splits, show_progress=not args.quiet
             )
             print(f"packed {args.root} into {out} in {time.perf_counter() - start:.1f} s")
-    except (DatasetValidationError, ValueError, FileNotFoundError) as exc:
+    except (DatasetValidationError, ValueError, OSError) as exc:  # OSError: unreadable image, busy store
         print(f"hypercut-data {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0

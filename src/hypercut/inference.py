@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from hypercut import media
+from hypercut.data.io import IMAGE_SUFFIXES, list_images, read_image
 from hypercut.export import load_pretrained
 
 __all__ = ["InferenceReport", "choose_tile", "deblur_image", "expand_inputs", "infer"]
@@ -289,8 +290,8 @@ class InferenceReport:
 def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand files and folders into the list of image files to process.
 
-    A folder stands for its image files (``.png .jpg .jpeg .bmp .tif .tiff``, any case, not
-    recursive, sorted by name); a file is taken as given, whatever its suffix. Duplicates are dropped.
+    A folder stands for its image files (:data:`hypercut.data.io.IMAGE_SUFFIXES`, any case, not
+    recursive, in natural order); a file is taken as given, whatever its suffix. Duplicates are dropped.
 
     Args:
         inputs: files and folders.
@@ -305,9 +306,9 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = media.list_images(path)
+            found = list_images(path)
             if not found:
-                problems.append((path, f"folder has no image files ({' '.join(media.IMAGE_SUFFIXES)})"))
+                problems.append((path, f"folder has no image files ({' '.join(IMAGE_SUFFIXES)})"))
         elif path.exists():
             found = [path]
         else:
@@ -329,6 +330,23 @@ def _unique_stem(stem: str, used: set[str]) -> str:
         name = f"{stem}-{n}"
     used.add(name)
     return name
+
+
+def _check_outputs(out_dir: Path, stems: Sequence[str], formats: Sequence[str], overwrite: bool) -> None:
+    """Refuse to write over an earlier run's outputs unless ``overwrite``."""
+    if overwrite:
+        return
+    targets = []
+    for stem in stems:
+        targets += [out_dir / stem] if "png" in formats else []
+        targets += [out_dir / f"{stem}.{fmt}" for fmt in ("gif", "mp4") if fmt in formats]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing:
+        shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        raise FileExistsError(
+            f"{out_dir}: outputs of an earlier run exist ({shown}); pass overwrite=true to replace them "
+            "or choose another output folder"
+        )
 
 
 def _is_out_of_memory(err: BaseException) -> bool:
@@ -402,13 +420,16 @@ def infer(
     formats: Sequence[str] = _FORMATS,
     pingpong: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> InferenceReport:
     """Deblur images into videos: per input, PNG frames, a GIF and an MP4 under ``out_dir``.
 
     For an input ``photos/cat.jpg`` it writes ``out_dir/cat/frame_001.png`` ... ``frame_00T.png``,
     ``out_dir/cat.gif`` and ``out_dir/cat.mp4`` (a later input with the same stem gets ``cat-2``).
     An input that cannot be read (missing, corrupt, not an image) or that runs out of memory is
-    recorded in the report and the run continues; the failures are listed at the end.
+    recorded in the report and the run continues; the failures are listed at the end. Outputs of an
+    earlier run are never mixed in: when one of the paths to write exists, nothing is done unless
+    ``overwrite``, which first deletes the ``frame_*.png`` of each input's folder.
 
     Args:
         weights_or_model: a weights file written by :func:`hypercut.export.save_weights`, or a module.
@@ -426,26 +447,32 @@ def infer(
         formats: any of ``"png"``, ``"gif"``, ``"mp4"``.
         pingpong: make the GIF play forwards then backwards.
         progress: show a progress bar and print the summary at the end (on stderr).
+        overwrite: replace the outputs of an earlier run in ``out_dir``.
 
     Returns:
         An :class:`InferenceReport` of the files written and the inputs that failed.
+
+    Raises:
+        FileExistsError: an output path exists and ``overwrite`` is false (checked before any work).
     """
     start = time.perf_counter()
     formats = tuple(formats)
     unknown = set(formats) - set(_FORMATS)
     if unknown:
         raise ValueError(f"formats: unknown {sorted(unknown)}, choose from {_FORMATS}")
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    files, problems = expand_inputs(inputs)
+    out_dir = Path(out_dir)
+    used: set[str] = set()
+    stems = [_unique_stem(path.stem, used) for path in files]
+    _check_outputs(out_dir, stems, formats, overwrite)
     if isinstance(weights_or_model, nn.Module):
         net = weights_or_model
     else:
         net = load_pretrained(weights_or_model, map_location=device)
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
-    files, problems = expand_inputs(inputs)
     report = InferenceReport(failed=list(problems))
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -455,11 +482,11 @@ def infer(
                    TextColumn("{task.description}"), console=console, disable=not progress)
     with bar:
         task = bar.add_task("", total=len(files))
-        for path in files:
+        for path, stem in zip(files, stems):
             bar.update(task, description=path.name)
             try:
-                blurry = media.read_image(path)
-            except (OSError, ValueError) as err:  # read_image's errors already name the file
+                blurry = read_image(path).transpose(2, 0, 1)
+            except OSError as err:  # read_image's errors already name the file
                 report.failed.append((path, str(err)))
                 bar.advance(task)
                 continue
@@ -470,9 +497,10 @@ def infer(
                 report.failed.append((path, str(err)))
                 bar.advance(task)
                 continue
-            stem = _unique_stem(path.stem, used)
             images = media.to_uint8(frames)
             if "png" in formats:
+                for stale in (out_dir / stem).glob("frame_*.png"):
+                    stale.unlink()
                 report.written += media.save_frames(images, out_dir / stem)
             if "gif" in formats:
                 report.written.append(media.save_gif(images, out_dir / f"{stem}.gif", fps, pingpong))

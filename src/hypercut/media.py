@@ -1,4 +1,6 @@
-"""Reading images and writing predicted frame sequences: PNG frames, GIF, MP4 and frame strips.
+"""Writing predicted frame sequences: PNG frames, GIF, MP4 and frame strips.
+
+Images are read by :mod:`hypercut.data.io`, the library's one reader.
 
 Only numpy, Pillow and PyAV are needed; torch tensors are accepted wherever frames are (they are
 converted with ``.detach().cpu().numpy()``), so this module works without importing torch.
@@ -21,28 +23,20 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "frame_strip",
-    "list_images",
-    "read_image",
     "save_frames",
     "save_gif",
     "save_mp4",
     "to_uint8",
 ]
-
-#: File suffixes (lower case) treated as images when a folder is expanded.
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
 
 def _as_numpy(x: Any) -> np.ndarray:
     """An ndarray view of a numpy array or a torch tensor (on any device, any float dtype)."""
@@ -298,93 +292,3 @@ def frame_strip(
             left = c * (width + separator)
             out[top : top + height, left : left + width] = cell
     return out
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as float RGB in ``[0, 1]``.
-
-    Handles 8- and 16-bit PNG (16-bit colour kept at full precision, decoded by PyAV since Pillow
-    reduces it to 8 bits), JPEG (EXIF orientation applied), BMP, TIFF; grey images are repeated to
-    three channels, palette images expanded, and an alpha channel is composited over white.
-
-    Args:
-        path: the image file.
-
-    Returns:
-        ``(3, H, W)`` float32 array.
-
-    Raises:
-        FileNotFoundError: if ``path`` does not exist.
-        ValueError: ``"{path}: cannot read image: ..."`` if the file is not a readable image.
-
-    Shape:
-        - Output: :math:`(3, H, W)`
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as opened:
-            opened.load()  # decode now, so truncated files fail here rather than later
-            if opened.format == "PNG" and _is_png_rgb16(path):
-                return _read_png_rgb16(path)
-            image = ImageOps.exif_transpose(opened)
-            return _to_float_rgb(image)
-    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError
-        raise ValueError(f"{path}: cannot read image: {err}") from err
-
-
-def _is_png_rgb16(path: Path) -> bool:
-    """Whether a PNG stores 16-bit colour (Pillow would reduce it to 8 bits): IHDR depth and type."""
-    with open(path, "rb") as f:
-        header = f.read(26)
-    return len(header) == 26 and header[24] == 16 and header[25] in (2, 6)  # RGB or RGBA
-
-
-def _read_png_rgb16(path: Path) -> np.ndarray:
-    """A 16-bit RGB(A) PNG at full precision, decoded by FFmpeg through PyAV."""
-    import av
-
-    with av.open(str(path)) as container:
-        frame = next(container.decode(video=0))
-        has_alpha = frame.format.name.startswith(("rgba", "bgra"))
-        array = frame.to_ndarray(format="rgba64le" if has_alpha else "rgb48le").astype(np.float32) / 65535.0
-    if has_alpha:  # composite over white, as for 8-bit images
-        alpha = array[..., 3:]
-        array = array[..., :3] * alpha + (1.0 - alpha)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
-
-
-def _to_float_rgb(image: Image.Image) -> np.ndarray:
-    """``(3, H, W)`` float32 in [0, 1] from any Pillow mode, keeping 16-bit precision."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey PNG (Pillow has no 16-bit RGB)
-        grey = np.asarray(image, dtype=np.float32) / 65535.0
-        return np.ascontiguousarray(np.broadcast_to(np.clip(grey, 0.0, 1.0), (3, *grey.shape)))
-    if image.mode == "F":  # float TIFF: assumed to be in [0, 1] already
-        grey = np.nan_to_num(np.asarray(image, dtype=np.float32))
-        return np.ascontiguousarray(np.broadcast_to(np.clip(grey, 0.0, 1.0), (3, *grey.shape)))
-    if image.mode in ("P", "PA"):
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
-
-
-def list_images(folder: str | Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
-    """The image files directly inside ``folder`` (no recursion), sorted by name.
-
-    Args:
-        folder: the folder to list.
-        suffixes: lower-case suffixes counted as images (matched case-insensitively).
-
-    Returns:
-        Sorted list of files whose suffix is in ``suffixes``; hidden files are skipped.
-    """
-    wanted = {s.lower() for s in suffixes}
-    return sorted(
-        p for p in Path(folder).iterdir()
-        if p.is_file() and p.suffix.lower() in wanted and not p.name.startswith(".")
-    )

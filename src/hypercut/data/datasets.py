@@ -15,7 +15,6 @@ worker's torch seed, following ``seed_everything(..., workers=True)``. Nothing g
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hypercut.data.io import IMAGE_EXTENSIONS, image_size, read_image, read_image_raw, to_float
+from hypercut.data.io import IMAGE_SUFFIXES, image_size, list_images, read_image, read_image_raw, to_float
 from hypercut.data.metadata import (
     DatasetMetadata,
     check_dataset,
@@ -252,18 +251,6 @@ class BlurSequenceDataset(_SeededDataset):
         return f"BlurSequenceDataset(root={str(self.root)!r}, split={self.split!r}, samples={len(self)})"
 
 
-def _natural_key(path: Path) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
-
-
-def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """Image files of a folder, in natural order (``2.png`` before ``10.png``)."""
-    folder = Path(folder)
-    pattern = "**/*" if recursive else "*"
-    files = [p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    return sorted(files, key=lambda p: _natural_key(p.relative_to(folder)))
-
-
 class ImageFolderDataset(Dataset):
     """Blurry images of a folder, for prediction: items have ``blurry`` and ``id`` only.
 
@@ -285,7 +272,7 @@ class ImageFolderDataset(Dataset):
         self.files = list_images(self.folder, recursive=recursive)
         if not self.files:
             raise FileNotFoundError(
-                f"no images ({', '.join(IMAGE_EXTENSIONS)}) in predict folder {self.folder}"
+                f"no images ({', '.join(IMAGE_SUFFIXES)}) in predict folder {self.folder}"
             )
         self.crop_multiple = int(crop_multiple)
 

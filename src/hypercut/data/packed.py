@@ -2,17 +2,28 @@
 
 ``pack_dataset`` writes, per split, ``<split>.npy`` of shape ``(N, T + 1, H, W, 3)`` (the blurry image
 first, then the T frames as stored on disk) in ``uint8``, or ``uint16`` when any source image of
-the split is 16-bit, plus ``<split>.json``: ids, orders, the source metadata name and its SHA-256
-(so a stale store is noticed). A split must have one image size (evaluation sets of mixed sizes stay
-as image files). :class:`PackedSequenceDataset` slices the crop straight out of the memory map, so
-a 256 crop of a 720p sample reads about 1.5 MB instead of decoding eight PNGs.
+the split is 16-bit, plus ``<split>.json``: ids, orders, the source metadata name and its SHA-256,
+and the size and modification time of every source image. A split must have one image size
+(evaluation sets of mixed sizes stay as image files). :class:`PackedSequenceDataset` slices the crop
+straight out of the memory map, so a 256 crop of a 720p sample reads about 1.5 MB instead of decoding
+eight PNGs.
+
+A stale store is never read: opening one whose source images changed since packing (size or
+modification time; images that are gone are not checked) raises :class:`StalePackedStoreError`, and
+:func:`find_packed` reports a changed metadata file. Packing is safe against a second ``pack`` of the
+same folder (a lock: the second one fails with "already packing") and against readers of the
+previous store (each file is written under a unique temporary name, then renamed into place; a
+failure deletes it).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +31,69 @@ import numpy as np
 
 from hypercut.data._progress import progress
 from hypercut.data.datasets import Transform, _SeededDataset, to_item
-from hypercut.data.io import image_bit_depth, image_size, read_image_raw, to_float
+from hypercut.data.io import ImageReadError, read_header, read_image_raw, to_float
 from hypercut.data.metadata import (
     PARTITIONS,
     check_dataset,
+    frame_key,
     metadata_digest,
     resolve_metadata_path,
 )
 
-__all__ = ["PACKED_FORMAT", "PackedSequenceDataset", "find_packed", "pack_dataset", "read_packed_index"]
+__all__ = [
+    "PACKED_FORMAT",
+    "PackedSequenceDataset",
+    "StalePackedStoreError",
+    "find_packed",
+    "pack_dataset",
+    "read_packed_index",
+]
 
-PACKED_FORMAT = "hypercut-packed-v1"
+PACKED_FORMAT = "hypercut-packed-v2"
 """Value of ``format`` in a packed split's index."""
+
+
+class StalePackedStoreError(ValueError):
+    """A packed split's source images changed since it was packed; the message says what to re-pack."""
+
+
+@contextmanager
+def _pack_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.pack.lock`` for the duration, or fail at once if another process holds it.
+
+    Raises:
+        BlockingIOError: another ``pack`` of ``out`` is running.
+    """
+    with open(out / ".pack.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BlockingIOError(
+                f"{out}: already packing (another `hypercut-data pack` holds {out / '.pack.lock'}); "
+                "wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """``write(tmp)`` to a unique temporary file beside ``path``, then rename it to ``path``."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fingerprint(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def pack_dataset(
@@ -54,63 +116,114 @@ def pack_dataset(
         The output folder.
 
     Raises:
-        DatasetValidationError: the dataset is invalid.
+        DatasetValidationError: the dataset is invalid (image headers and sizes are checked).
         ValueError: the images of a split do not all have one size.
+        ImageReadError: an image does not decode (sample, field and file named; no file is left).
+        BlockingIOError: another ``pack`` of the same output folder is running.
     """
     root = Path(root)
-    meta = check_dataset(root, metadata, partitions=splits)
+    meta = check_dataset(root, metadata, partitions=splits, check="headers")
     out = root / "packed" if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     digest = metadata_digest(resolve_metadata_path(root, metadata))
     names = PARTITIONS if splits is None else tuple(splits)
-    for split in names:
-        indexed = meta.indexed(split)
-        if not indexed:
-            if splits is not None:
-                raise ValueError(f"{metadata}: no samples with partition {split!r} to pack")
-            continue
-        sizes: dict[tuple[int, int], str] = {}
-        depth = 8
-        for _, s in indexed:
-            for p in (s.blur_path, *s.frame_paths):
-                sizes.setdefault(image_size(root / p), p)
-                if depth == 8:
-                    depth = image_bit_depth(root / p)
-        if len(sizes) > 1:
-            listed = ", ".join(f"{h}x{w} (e.g. {p})" for (h, w), p in sizes.items())
-            raise ValueError(
-                f"cannot pack split {split!r} of {root}: its images have {len(sizes)} sizes: {listed}; "
-                "a packed split needs one size (keep mixed-size splits as image files, packed=False)"
-            )
-        (h, w), t = next(iter(sizes)), meta.frame_per_seq
-        dtype = np.uint16 if depth == 16 else np.uint8
-        shape = (len(indexed), t + 1, h, w, 3)
-        tmp = out / f"{split}.tmp.npy"
+    with _pack_lock(out):
+        for split in names:
+            indexed = meta.indexed(split)
+            if not indexed:
+                if splits is not None:
+                    raise ValueError(f"{metadata}: no samples with partition {split!r} to pack")
+                continue
+            _pack_split(root, str(metadata), meta.name, meta.frame_per_seq, split, indexed, out, digest, show_progress)
+    return out
+
+
+def _pack_split(
+    root: Path,
+    metadata: str,
+    name: str,
+    t: int,
+    split: str,
+    indexed: list[tuple[int, Any]],
+    out: Path,
+    digest: str,
+    show_progress: bool,
+) -> None:
+    sizes: dict[tuple[int, int], str] = {}
+    depth = 8
+    for _, s in indexed:
+        for p in (s.blur_path, *s.frame_paths):
+            header = read_header(root / p)
+            sizes.setdefault((header.height, header.width), p)
+            depth = max(depth, header.bit_depth)
+    if len(sizes) > 1:
+        listed = ", ".join(f"{h}x{w} (e.g. {p})" for (h, w), p in sizes.items())
+        raise ValueError(
+            f"cannot pack split {split!r} of {root}: its images have {len(sizes)} sizes: {listed}; "
+            "a packed split needs one size (keep mixed-size splits as image files, packed=False)"
+        )
+    (h, w) = next(iter(sizes))
+    dtype = np.uint16 if depth == 16 else np.uint8
+    shape = (len(indexed), t + 1, h, w, 3)
+    sources: list[list[Any]] = []
+
+    def fill(tmp: Path) -> None:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-        for n, (_, s) in enumerate(progress(indexed, len(indexed), f"packing {split}", show_progress)):
+        for n, (i, s) in enumerate(progress(indexed, len(indexed), f"packing {split}", show_progress)):
             for k, p in enumerate((s.blur_path, *s.frame_paths)):
-                raw = read_image_raw(root / p)
+                sources.append([p, *_fingerprint(root / p)])
+                try:
+                    raw = read_image_raw(root / p)
+                except ImageReadError as exc:
+                    key = "blur_path" if k == 0 else frame_key(k)
+                    raise ImageReadError(f"cannot pack split {split!r}: {metadata}: data[{i}].{key}: {exc}") from exc
                 if raw.dtype != dtype:  # an 8-bit file in a 16-bit split
                     raw = raw.astype(np.uint16) * 257
                 array[n, k] = raw
         array.flush()
         del array
-        os.replace(tmp, out / f"{split}.npy")
-        index = {
-            "format": PACKED_FORMAT,
-            "name": meta.name,
-            "split": split,
-            "frame_per_seq": t,
-            "shape": list(shape),
-            "dtype": np.dtype(dtype).name,
-            "source_metadata": str(metadata),
-            "metadata_sha256": digest,
-            "ids": [s.id for _, s in indexed],
-            "orders": [s.order for _, s in indexed],
-            "data_indices": [i for i, _ in indexed],
-        }
-        (out / f"{split}.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
-    return out
+
+    _write_atomic(out / f"{split}.npy", fill)
+    index = {
+        "format": PACKED_FORMAT,
+        "name": name,
+        "split": split,
+        "frame_per_seq": t,
+        "shape": list(shape),
+        "dtype": np.dtype(dtype).name,
+        "source_metadata": metadata,
+        "metadata_sha256": digest,
+        "root": os.path.relpath(root.resolve(), out.resolve()),
+        "sources": sources,
+        "ids": [s.id for _, s in indexed],
+        "orders": [s.order for _, s in indexed],
+        "data_indices": [i for i, _ in indexed],
+    }
+    _write_atomic(out / f"{split}.json", lambda tmp: tmp.write_text(json.dumps(index) + "\n", encoding="utf-8"))
+
+
+def check_fresh(packed_dir: str | Path, index: dict[str, Any]) -> None:
+    """Check that the source images of a packed split did not change since packing.
+
+    Each source image still present must have the size and modification time recorded at packing;
+    images that are gone are not checked (the packed store holds their pixels).
+
+    Raises:
+        StalePackedStoreError: naming the first changed image and the command that re-packs.
+    """
+    folder = Path(packed_dir)
+    root = (folder / index["root"]).resolve()
+    for path, size, mtime in index["sources"]:
+        try:
+            now = _fingerprint(root / path)
+        except FileNotFoundError:
+            continue
+        if now != (size, mtime):
+            raise StalePackedStoreError(
+                f"{folder / index['split']}.npy is stale: {root / path} changed since packing "
+                f"(size {size} -> {now[0]} bytes, or its modification time); re-pack with "
+                f"`hypercut-data pack {root}`"
+            )
 
 
 def read_packed_index(packed_dir: str | Path, split: str) -> dict[str, Any]:
@@ -125,7 +238,10 @@ def read_packed_index(packed_dir: str | Path, split: str) -> dict[str, Any]:
         raise FileNotFoundError(f"no packed split {split!r} in {packed_dir} (run `hypercut-data pack`)")
     index = json.loads(path.read_text(encoding="utf-8"))
     if index.get("format") != PACKED_FORMAT:
-        raise ValueError(f"{path}: format: not a packed index (expected {PACKED_FORMAT!r})")
+        raise ValueError(
+            f"{path}: format: {index.get('format')!r} is not {PACKED_FORMAT!r} (packed by another "
+            "version? re-pack with `hypercut-data pack`)"
+        )
     return index
 
 
@@ -136,11 +252,12 @@ def find_packed(
 
     Returns:
         ``(folder, "")`` when ``<packed_dir>/<split>.npy`` exists and was packed from the current
-        metadata file, else ``(None, reason)``.
+        metadata file and source images, else ``(None, reason)``.
     """
     folder = Path(root) / "packed" if packed_dir is None else Path(packed_dir)
     try:
         index = read_packed_index(folder, split)
+        check_fresh(folder, index)
     except (FileNotFoundError, ValueError) as exc:
         return None, str(exc)
     meta_path = resolve_metadata_path(root, metadata)
@@ -161,6 +278,9 @@ class PackedSequenceDataset(_SeededDataset):
         split: partition to read.
         transform: paired transform, as for ``BlurSequenceDataset``.
         seed: seed of this dataset's generator.
+
+    Raises:
+        StalePackedStoreError: a source image changed since packing.
     """
 
     def __init__(
@@ -174,6 +294,7 @@ class PackedSequenceDataset(_SeededDataset):
         self.packed_dir = Path(packed_dir)
         self.split = split
         self.index = read_packed_index(self.packed_dir, split)
+        check_fresh(self.packed_dir, self.index)
         self.ids: list[str] = list(self.index["ids"])
         self.orders: list[str] = list(self.index["orders"])
         self.num_frames = int(self.index["frame_per_seq"])

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hypercut.data._progress import progress
-from hypercut.data.datasets import list_images
-from hypercut.data.io import read_image, to_float, write_image
+from hypercut.data.io import list_images, read_image, to_float, write_image
 from hypercut.data.metadata import PARTITIONS, DatasetMetadata, SampleRecord, write_metadata
 from hypercut.data.synth import decode_gamma, encode_gamma, split_counts
 

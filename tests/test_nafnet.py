@@ -83,3 +83,17 @@ def test_weights_round_trip(tmp_path, cls) -> None:
     x = torch.rand(1, 3, 16, 20)
     with torch.no_grad():
         assert torch.allclose(again(x), net(x))
+
+
+def test_warp_sequence_matches_the_reference_warp() -> None:
+    from hypercut.models.blocks import warp
+    from hypercut.models.nafnet import warp_sequence
+
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 11, 14)
+    d = torch.randn(2, 3, 2, 11, 14) * 3
+    d[:, 1] = 0
+    out = warp_sequence(image, d)
+    assert torch.equal(out[:, 1], image)
+    for t in (0, 2):
+        assert torch.allclose(out[:, t], warp(image, d[:, t]), atol=1e-5)

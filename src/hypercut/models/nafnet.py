@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hypercut.models.blocks import crop_to, pad_to_multiple, warp
+from hypercut.models.blocks import crop_to, pad_to_multiple
 
-__all__ = ["LayerNorm2d", "MotionWarpNet", "NAFBlock", "NAFMultiFrame", "NAFUNet", "frame_times"]
+__all__ = ["LayerNorm2d", "MotionWarpNet", "NAFBlock", "NAFMultiFrame", "NAFUNet", "frame_times", "warp_sequence"]
 
 
 def frame_times(num_frames: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -50,10 +50,9 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) * torch.rsqrt(var + self.eps)
-        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        # On a channels_last tensor the permuted view is contiguous: one fused layer_norm kernel.
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
 
 
 class NAFBlock(nn.Module):
@@ -145,7 +144,9 @@ class NAFUNet(nn.Module):
         )
 
     def forward(self, image: Tensor) -> Tensor:
-        x = self.stem(F.pixel_unshuffle(image, 2))
+        # channels_last lets oneDNN pick its fast kernels on CPU (depthwise convolutions ~2x); every
+        # layer follows its input's layout.
+        x = self.stem(F.pixel_unshuffle(image, 2).contiguous(memory_format=torch.channels_last))
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
             x = encoder(x)
@@ -255,11 +256,35 @@ class MotionWarpNet(nn.Module):
 
     def forward(self, blurry: Tensor) -> Tensor:
         center, motion = self.center_and_motion(blurry)
-        batch, _, height, width = center.shape
-        flows = self.displacements(motion).reshape(batch * self.num_frames, 2, height, width)
-        frames = center.unsqueeze(1).expand(batch, self.num_frames, 3, height, width)
-        warped = warp(frames.reshape(batch * self.num_frames, 3, height, width), flows)
-        return warped.reshape(batch, self.num_frames, 3, height, width)
+        return warp_sequence(center, self.displacements(motion))
+
+
+def warp_sequence(center: Tensor, displacements: Tensor) -> Tensor:
+    """Backward-warp one image into ``T`` frames: ``out[:, t](p) = center(p + displacements[:, t](p))``.
+
+    Bilinear sampling with border padding (``F.grid_sample``, about 3x faster on CPU than gathering
+    by hand). Frames whose displacement is exactly zero everywhere (the centre frame of
+    :class:`MotionWarpNet`) are the image itself, bit for bit.
+
+    Shape:
+        - center: :math:`(B, C, H, W)`
+        - displacements: :math:`(B, T, 2, H, W)` in pixels (channel 0 is x, 1 is y)
+        - output: :math:`(B, T, C, H, W)`
+    """
+    batch, channels, height, width = center.shape
+    frames = displacements.shape[1]
+    dtype = torch.promote_types(center.dtype, torch.float32)
+    ys = torch.arange(height, device=center.device, dtype=dtype).view(height, 1)
+    xs = torch.arange(width, device=center.device, dtype=dtype).view(1, width)
+    d = displacements.to(dtype).reshape(batch * frames, 2, height, width)
+    grid = torch.stack(
+        ((xs + d[:, 0]) * (2 / max(width - 1, 1)) - 1, (ys + d[:, 1]) * (2 / max(height - 1, 1)) - 1), dim=-1
+    )
+    source = center.unsqueeze(1).expand(batch, frames, channels, height, width).reshape(-1, channels, height, width)
+    out = F.grid_sample(source.to(dtype), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    out = out.reshape(batch, frames, channels, height, width).to(center.dtype)
+    still = (displacements == 0).flatten(2).all(2)  # (B, T)
+    return torch.where(still[:, :, None, None, None], center.unsqueeze(1), out)
 
 
 class NAFMultiFrame(nn.Module):

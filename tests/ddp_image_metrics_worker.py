@@ -58,7 +58,7 @@ def main() -> int:
         # fork (Linux) reuses the parent's imports: a fresh interpreter per rank costs seconds.
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         mp.start_processes(run_rank, args=(init_file, tmp), nprocs=WORLD_SIZE, join=True, start_method=method)
-        results = [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(WORLD_SIZE)]
+        results = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(WORLD_SIZE)]
 
     bad = []
     for rank, result in enumerate(results):

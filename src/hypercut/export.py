@@ -273,7 +273,7 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
         >>> video = net(blurry)                                     # (B, T, 3, H, W)  # doctest: +SKIP
     """
     payload = read_weights(path)
-    model = build_from_spec(payload["spec"], path, "spec")
+    model: Any = build_from_spec(payload["spec"], path, "spec")  # Any: it gains a plain attribute below
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:

@@ -21,7 +21,7 @@ from hypercut.losses import NaiveLoss  # noqa: E402
 
 def main() -> None:
     root, weights, out, devices = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
-    module = DeblurLitModule(net=load_pretrained(weights), loss=NaiveLoss(), num_media_samples=0)
+    module = DeblurLitModule(net=load_pretrained(weights), loss=NaiveLoss())
     datamodule = BlurSequenceDataModule(root, batch_size=1, crop_size=32, eval_batch_size=1)
     trainer = Trainer(
         accelerator="cpu",

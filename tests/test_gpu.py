@@ -195,7 +195,7 @@ def check_deblur_fit(device: str, tmp_path: object) -> None:
     items = [{"blurry": blurry[i], "sharp": sharp[i], "id": f"{i:03d}"} for i in range(len(sharp))]
     torch.manual_seed(0)
     net = MultiFrameUNet(num_frames=T, base_channels=8, depth=2, max_channels=16)
-    module = lit.DeblurLitModule(net=net, loss=NaiveLoss(), num_frames=T, num_media_samples=0,
+    module = lit.DeblurLitModule(net=net, loss=NaiveLoss(), num_frames=T,
                                  optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3))
     trainer = _trainer(device, tmp_path)
     trainer.fit(module, _loader(items[:40], 4, True), _loader(items[40:], 4, False))

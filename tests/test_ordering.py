@@ -461,8 +461,8 @@ def test_lit_module_fast_dev_run() -> None:
     from hypercut.lit.ordering import OrderingLitModule
 
     spec = {"_target_": "hypercut.ordering.OrderingModel", "antisymmetric": True}
-    lit = OrderingLitModule(tiny_model(), model_spec=spec)
-    assert lit.hparams["model_spec"] == spec and lit.hparams["num_frames"] == 7
+    lit = OrderingLitModule(tiny_model(), net_spec=spec)
+    assert lit.hparams["net_spec"] == spec and lit.hparams["num_frames"] == 7
     loader = torch.utils.data.DataLoader(_Sequences(8, 0), batch_size=4)
     trainer = L.Trainer(fast_dev_run=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)

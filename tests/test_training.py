@@ -184,7 +184,7 @@ def test_non_finite_loss_stops_with_step_and_ids() -> None:
         def forward(self, blurry: torch.Tensor) -> torch.Tensor:
             return (blurry * self.scale).unsqueeze(1).expand(-1, 7, -1, -1, -1)
 
-    module = DeblurLitModule(net=NaNNet(), loss=NaiveLoss(), num_media_samples=0)
+    module = DeblurLitModule(net=NaNNet(), loss=NaiveLoss())
     batch = {"blurry": torch.rand(2, 3, 16, 16), "sharp": torch.rand(2, 7, 3, 16, 16), "id": ["a/1", "b/2"]}
     with pytest.raises(FloatingPointError, match=r"step 0, batch 3, sample ids \['a/1', 'b/2'\]"):
         module.training_step(batch, 3)

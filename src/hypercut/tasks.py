@@ -138,12 +138,12 @@ def _build_ordering(cfg: DictConfig) -> LightningModule:
         "antisymmetric": bool(m.antisymmetric),
     }
     return OrderingLitModule(
-        model=build_from_spec(spec),
+        net=build_from_spec(spec),
         loss=make(m.loss),
         optimizer=make(m.optimizer) if m.get("optimizer") else None,
         scheduler=make(m.scheduler) if m.get("scheduler") else None,
         num_frames=cfg.num_frames,
-        model_spec=spec,
+        net_spec=spec,
     )
 
 
@@ -171,7 +171,6 @@ def _build_deblur(cfg: DictConfig) -> LightningModule:
         scheduler=make(m.scheduler) if m.get("scheduler") else None,
         scheduler_interval=m.get("scheduler_interval", "epoch"),
         num_frames=cfg.num_frames,
-        num_media_samples=m.get("num_media_samples", 4),
         net_spec=dict(OmegaConf.to_container(m.net, resolve=True)),  # type: ignore[arg-type]
     )
 
@@ -459,13 +458,11 @@ def _scalars(values: dict[str, Any]) -> dict[str, float]:
 
 # --------------------------------------------------------------------------------------------- export
 def export_module(module: LightningModule, path: str | Path, metrics: dict[str, float] | None = None) -> Path:
-    """Write the weights-only file of a trained LightningModule's model (net or ordering model)."""
-    hp = module.hparams
-    if "net_spec" in hp and hp["net_spec"]:
-        return save_weights(module.net, path, hp["net_spec"], metrics)  # type: ignore[arg-type]
-    if "model_spec" in hp and hp["model_spec"]:
-        return save_weights(module.model, path, hp["model_spec"], metrics)  # type: ignore[arg-type]
-    raise ValueError("the module stores no net_spec/model_spec: build it with hypercut.tasks.build_module")
+    """Write the weights-only file of a trained LightningModule's ``net`` (deblurring or ordering)."""
+    spec = module.hparams.get("net_spec")
+    if not spec:
+        raise ValueError("the module stores no net_spec: build it with hypercut.tasks.build_module")
+    return save_weights(module.net, path, spec, metrics)  # type: ignore[arg-type]
 
 
 def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
@@ -483,6 +480,7 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
         raise ValueError(f"out={out}: would replace the checkpoint {ckpt_path} by a weights file; choose another out=")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     hp = ckpt.get("hyper_parameters", {})
+    # ("model_spec", "model."): ordering checkpoints written before OrderingLitModule named it `net`.
     for key, prefix in (("net_spec", "net."), ("model_spec", "model.")):
         spec = hp.get(key)
         if spec:
@@ -533,7 +531,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         canonicalizer = make(cfg.canonicalizer, model=load_pretrained(cfg.ordering_weights))
     num_frames = int(cfg.num_frames)
     module = DeblurLitModule(
-        net=net, loss=NaiveLoss(), canonicalizer=canonicalizer, num_frames=num_frames, num_media_samples=0
+        net=net, loss=NaiveLoss(), canonicalizer=canonicalizer, num_frames=num_frames
     )
     datamodule = make(cfg.data)
     trainer = Trainer(

@@ -1,6 +1,13 @@
 """LightningModules and callbacks (torch + Lightning; no Hydra, no wandb)."""
 
-from hypercut.lit.callbacks import CheckpointOnInterrupt, SamplerEpochSync, StepProgressBar, warmup_cosine
+from hypercut.lit.callbacks import (
+    CheckpointOnInterrupt,
+    SamplerEpochSync,
+    StepProgressBar,
+    ValidationMedia,
+    configure_optimizers,
+    warmup_cosine,
+)
 from hypercut.lit.deblur import DeblurLitModule
 from hypercut.lit.ordering import OrderingLitModule
 
@@ -10,5 +17,7 @@ __all__ = [
     "OrderingLitModule",
     "SamplerEpochSync",
     "StepProgressBar",
+    "ValidationMedia",
+    "configure_optimizers",
     "warmup_cosine",
 ]

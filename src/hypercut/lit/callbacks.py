@@ -1,14 +1,110 @@
-"""Callbacks and schedules shared by both LightningModules."""
+"""Callbacks, schedules and the optimizer set-up shared by both LightningModules."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from PIL import Image
+from torch import Tensor, nn
+
+from hypercut.media import frame_strip, save_gif
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+def configure_optimizers(
+    net: nn.Module, optimizer: OptimizerFactory, scheduler: SchedulerFactory | None, interval: str = "epoch"
+) -> Any:
+    """What a LightningModule's ``configure_optimizers`` returns to train ``net``'s trainable parameters.
+
+    Args:
+        net: the trained network (frozen parameters are left out).
+        optimizer: factory ``params -> Optimizer`` (a ``functools.partial`` or Hydra ``_partial_``).
+        scheduler: optional factory ``optimizer -> LRScheduler``.
+        interval: ``"epoch"`` or ``"step"``: how often the scheduler is stepped.
+
+    Returns:
+        The optimizer, or Lightning's ``{"optimizer", "lr_scheduler"}`` dict when there is a scheduler.
+    """
+    built = optimizer([p for p in net.parameters() if p.requires_grad])
+    if scheduler is None:
+        return built
+    return {"optimizer": built, "lr_scheduler": {"scheduler": scheduler(built), "interval": interval}}
+
+
+class ValidationMedia(Callback):
+    """Frame strips and GIFs of the first validation samples, written at every validation.
+
+    For each of the first ``num_samples`` samples of the first validation batch:
+    ``<dirpath>/step<step>_sample<i>.png`` (rows: the blurry input, the prediction, the ground truth)
+    and ``.gif`` (prediction beside ground truth); the strips and GIFs also go to the run's W&B logger
+    (``val/strip``, ``val/gif``) and the strips to TensorBoard (``val/strip_<i>``). Acts on modules
+    whose ``validation_step`` returns the predicted video (:class:`DeblurLitModule`), on rank 0, not
+    during the sanity check.
+
+    Args:
+        num_samples: how many samples are shown.
+        dirpath: the folder of the files; default ``<trainer.default_root_dir>/media``.
+    """
+
+    def __init__(self, num_samples: int = 4, dirpath: str | Path | None = None) -> None:
+        self.num_samples = int(num_samples)
+        self.dirpath = None if dirpath is None else Path(dirpath)
+        self._batch: dict[str, Tensor] | None = None
+
+    def on_validation_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Keeps the first batch's samples (Shape: ``outputs`` ``(B, T, 3, H, W)``)."""
+        if batch_idx or dataloader_idx or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if not (isinstance(outputs, Tensor) and outputs.ndim == 5 and isinstance(batch, dict) and "sharp" in batch):
+            return
+        n = self.num_samples
+        self._batch = {
+            "blurry": batch["blurry"][:n].detach().float().cpu(),
+            "sharp": batch["sharp"][:n].detach().float().cpu(),
+            "pred": outputs[:n].detach().float().cpu(),
+        }
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        media, self._batch = self._batch, None
+        if media is None or self.num_samples <= 0:
+            return
+        root = self.dirpath or Path(trainer.default_root_dir) / "media"
+        root.mkdir(parents=True, exist_ok=True)
+        step = trainer.global_step
+        strips, pngs, gifs = [], [], []
+        for i in range(media["pred"].shape[0]):
+            strip = frame_strip(media["blurry"][i], media["pred"][i], media["sharp"][i])
+            png = root / f"step{step:07d}_sample{i}.png"
+            Image.fromarray(strip).save(png)
+            gif = save_gif(torch.cat([media["pred"][i], media["sharp"][i]], dim=-1), root / f"step{step:07d}_sample{i}.gif")
+            strips.append(strip)
+            pngs.append(str(png))
+            gifs.append(str(gif))
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image("val/strip", pngs, step=step)
+                logger.log_video("val/gif", gifs, step=step, format=["gif"] * len(gifs))
+            elif isinstance(logger, TensorBoardLogger):
+                for i, strip in enumerate(strips):
+                    logger.experiment.add_image(f"val/strip_{i}", strip, step, dataformats="HWC")
 
 
 class CheckpointOnInterrupt(Callback):

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from PIL import Image
 from torch import Tensor, nn
 
-from hypercut.media import frame_strip, save_gif
+from hypercut.lit.callbacks import OptimizerFactory, SchedulerFactory, configure_optimizers
 from hypercut.metrics import OrderingMetrics, VideoMetrics
-
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 
 class DeblurLitModule(LightningModule):
@@ -26,9 +21,9 @@ class DeblurLitModule(LightningModule):
     Logs ``train/loss`` (and the loss's other terms), and per stage (``val``/``test``) the plain and
     p-variant PSNR/SSIM per frame (``val/ppsnr``, ``val/ppsnr_f1`` ...), the same metrics for the
     identity baseline (the blurry input repeated T times, ``val/identity_ppsnr`` ...), and, when an
-    ordering model is given, the Hit/Con of the predictions (``val/pred_con3`` ...). A frame strip and a
-    GIF of the first validation samples are written under the run's log folder every validation and
-    sent to W&B or TensorBoard when that is the logger.
+    ordering model is given, the Hit/Con of the predictions (``val/pred_con3`` ...). ``validation_step``
+    returns the clamped prediction, which :class:`~hypercut.lit.ValidationMedia` turns into strips
+    and GIFs.
 
     Args:
         net: the backbone.
@@ -41,7 +36,6 @@ class DeblurLitModule(LightningModule):
         scheduler: optional factory ``optimizer -> LRScheduler``, stepped every ``scheduler_interval``.
         scheduler_interval: ``"epoch"`` or ``"step"``.
         num_frames: T, for the per-frame metric names.
-        num_media_samples: how many validation samples go into the strip and GIF (0 disables media).
         net_spec: how to rebuild ``net`` without this module (see :mod:`hypercut.export`); stored
             in the checkpoint so ``hypercut-export`` can write a weights file.
     """
@@ -55,7 +49,6 @@ class DeblurLitModule(LightningModule):
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
         num_frames: int = 7,
-        num_media_samples: int = 4,
         net_spec: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -63,7 +56,7 @@ class DeblurLitModule(LightningModule):
         self.net = net
         self.loss = loss
         self.canonicalizer = canonicalizer if canonicalizer is not None else getattr(loss, "canonicalizer", None)
-        self.optimizer_factory = optimizer
+        self.optimizer_factory = optimizer if optimizer is not None else partial(torch.optim.Adam, lr=2e-4)
         self.scheduler_factory = scheduler
         self._loss_takes_step = "step" in inspect.signature(loss.forward).parameters
         self.val_metrics = VideoMetrics(num_frames, data_range=1.0)
@@ -73,7 +66,6 @@ class DeblurLitModule(LightningModule):
         num_pairs = num_frames // 2
         self.val_order = OrderingMetrics(num_pairs) if self.canonicalizer is not None else None
         self.test_order = OrderingMetrics(num_pairs) if self.canonicalizer is not None else None
-        self._media_batch: dict[str, Tensor] | None = None
 
     def forward(self, blurry: Tensor) -> Tensor:
         """Shape: ``(B, 3, H, W) -> (B, T, 3, H, W)``."""
@@ -116,22 +108,12 @@ class DeblurLitModule(LightningModule):
             order.update(u, v)
         return pred
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        pred = self._evaluate(batch, "val")
-        if batch_idx == 0 and self.hparams["num_media_samples"] > 0:
-            n = self.hparams["num_media_samples"]
-            self._media_batch = {
-                "blurry": batch["blurry"][:n].detach().cpu(),
-                "sharp": batch["sharp"][:n].detach().cpu(),
-                "pred": pred[:n].detach().float().cpu(),
-            }
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """Returns the prediction clamped to [0, 1]; Shape: ``(B, T, 3, H, W)``."""
+        return self._evaluate(batch, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test")
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        """Needs only ``batch["blurry"]``; returns ``(B, T, 3, H, W)`` clamped to [0, 1]."""
-        return self(batch["blurry"]).clamp(0, 1)
 
     def _log_stage(self, stage: str) -> None:
         metrics, identity, order = (
@@ -151,43 +133,9 @@ class DeblurLitModule(LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_stage("val")
-        if self._media_batch is not None and not self.trainer.sanity_checking:
-            self._write_media(self._media_batch)
-        self._media_batch = None
 
     def on_test_epoch_end(self) -> None:
         self._log_stage("test")
 
-    def _write_media(self, media: dict[str, Tensor]) -> None:
-        """Frame strips and GIFs of the first validation samples; sent to W&B / TensorBoard if used."""
-        if not self.trainer.is_global_zero:
-            return
-        root = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "media"
-        root.mkdir(parents=True, exist_ok=True)
-        strips, gifs = [], []
-        for i in range(media["pred"].shape[0]):
-            strip = frame_strip(media["blurry"][i], media["pred"][i], media["sharp"][i])
-            path = root / f"step{self.global_step:07d}_sample{i}.png"
-            Image.fromarray(strip).save(path)
-            strips.append((strip, path))
-            gif = root / f"step{self.global_step:07d}_sample{i}.gif"
-            save_gif(torch.cat([media["pred"][i], media["sharp"][i]], dim=-1), gif)
-            gifs.append(gif)
-        for logger in self.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image("val/strip", [str(p) for _, p in strips], step=self.global_step)
-                logger.log_video("val/gif", [str(g) for g in gifs], step=self.global_step, format=["gif"] * len(gifs))
-            elif isinstance(logger, TensorBoardLogger):
-                for i, (strip, _) in enumerate(strips):
-                    logger.experiment.add_image(f"val/strip_{i}", strip, self.global_step, dataformats="HWC")
-
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params) if self.optimizer_factory else torch.optim.Adam(params, lr=2e-4)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams["scheduler_interval"]},
-        }
+        return configure_optimizers(self.net, self.optimizer_factory, self.scheduler_factory, self.hparams["scheduler_interval"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -10,14 +10,12 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from hypercut.lit.callbacks import OptimizerFactory, SchedulerFactory, configure_optimizers
 from hypercut.losses.ordering import HyperCUTOrderingLoss
 from hypercut.metrics.ordering import OrderingMetrics
 from hypercut.ordering.scoring import OrderingModel
 
 __all__ = ["RELEASED_OPTIMIZER", "RELEASED_SCHEDULER", "OrderingLitModule"]
-
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 RELEASED_OPTIMIZER: OptimizerFactory = partial(torch.optim.Adamax, lr=5e-4)
 """Released optimizer: Adamax, lr 5e-4."""
@@ -37,15 +35,16 @@ class OrderingLitModule(L.LightningModule):
     With an antisymmetric model (the default) ``val/hit`` is 1 by construction: judge it by Con@k.
 
     Args:
-        model: The ordering model to train.
+        net: The ordering model to train (``net``, as in :class:`DeblurLitModule`).
         loss: ``loss(u, v) -> scalar``; default :class:`~hypercut.losses.HyperCUTOrderingLoss`.
         optimizer: ``optimizer(params) -> Optimizer`` (e.g. a ``functools.partial`` or Hydra
             ``_partial_``); ``None`` uses the released Adamax(lr=5e-4).
         scheduler: ``scheduler(optimizer) -> LRScheduler``, stepped once per epoch; defaults to the
             released StepLR(step_size=3, gamma=0.9); ``None`` for a constant learning rate.
         num_frames: T of the sequences (the metrics track K = T // 2 pairs).
-        model_spec: how to rebuild ``model`` without this module (see :mod:`hypercut.export`);
+        net_spec: how to rebuild ``net`` without this module (see :mod:`hypercut.export`);
             stored in the hyper-parameters so a ``.ckpt`` can be exported to a weights-only file.
+            Checkpoints written before the rename (``model``, ``model_spec``) still load.
 
     Shape:
         - batch["sharp"]: ``(B, T, 3, H, W)``.
@@ -53,16 +52,16 @@ class OrderingLitModule(L.LightningModule):
 
     def __init__(
         self,
-        model: OrderingModel,
+        net: OrderingModel,
         loss: nn.Module | None = None,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = RELEASED_SCHEDULER,
         num_frames: int = 7,
-        model_spec: Mapping[str, Any] | None = None,
+        net_spec: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "loss", "optimizer", "scheduler"])
-        self.model = model
+        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"])
+        self.net = net
         self.loss = loss if loss is not None else HyperCUTOrderingLoss()
         self.optimizer_factory = optimizer if optimizer is not None else RELEASED_OPTIMIZER
         self.scheduler_factory = scheduler
@@ -71,11 +70,21 @@ class OrderingLitModule(L.LightningModule):
         self.test_metrics = OrderingMetrics(self.num_pairs)
 
     def forward(self, sharp: Tensor) -> tuple[Tensor, Tensor]:
-        return self.model(sharp)
+        """Shape: ``(B, T, 3, H, W) -> (u, v)``, each ``(B, T // 2)``."""
+        return self.net(sharp)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Renames the ``model.*`` weights and ``model_spec`` of checkpoints from before ``net``."""
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("model.")]:
+            state["net." + key[len("model.") :]] = state.pop(key)
+        hparams = checkpoint.get("hyper_parameters", {})
+        if "model_spec" in hparams:
+            hparams["net_spec"] = hparams.pop("model_spec")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         sharp = batch["sharp"]
-        u, v = self.model(sharp)
+        u, v = self.net(sharp)
         loss = self.loss(u, v)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -89,7 +98,7 @@ class OrderingLitModule(L.LightningModule):
 
     def _eval_step(self, batch: dict[str, Any], stage: str, metrics: OrderingMetrics) -> Tensor:
         sharp = batch["sharp"]
-        u, v = self.model(sharp)
+        u, v = self.net(sharp)
         loss = self.loss(u, v)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=sharp.shape[0])
         metrics.update(u, v)
@@ -115,9 +124,4 @@ class OrderingLitModule(L.LightningModule):
         self._log_metrics("test", self.test_metrics)
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return configure_optimizers(self.net, self.optimizer_factory, self.scheduler_factory, "epoch")

@@ -48,6 +48,7 @@ def test_multirun_gives_each_job_its_own_wandb_run(tiny_dataset: Path, tmp_path:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "runs" / "train").glob("multirun_*")
+    assert len(list(sweep.glob("*/metrics.json"))) == 2
     folders = sorted(sweep.glob("*/wandb/offline-run-*"))
     assert [f.parent.parent.name for f in folders] == ["0", "1"]
     runs = [read_offline_run(f) for f in folders]

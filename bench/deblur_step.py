@@ -47,7 +47,7 @@ VARIANTS = ("fp32", "fp32_cl", "bf16", "bf16_cl", "bf16_cl_compile", "fp32_cl_co
 
 
 def crop_size(backbone: str, size: int) -> int:
-    """Training crop side: Jin's cascade works on multiples of 20 (SPEC §6: 240 or 260 for 256)."""
+    """Training crop side: Jin's cascade works on multiples of 20 (240 or 260 for 256)."""
     return max(20, size - size % 20) if backbone == "jin" else size
 
 

@@ -19,7 +19,7 @@ albumentations or PyAV), so it runs on a bare GPU machine. In order, within ``--
    decay over the phase's time budget), gradient clipping 1.0, bf16 autocast + channels_last.
 4. Evaluate on the val set: per-frame pPSNR (``hypercut.metrics.VideoMetrics``) of each model and of
    the identity baseline (the blurry image repeated T times), the difference, and a pass/fail
-   against the bar of the deblurring issue (mean pPSNR at least 2 dB above identity, both losses).
+   against the target: mean pPSNR at least 2 dB above identity, both losses.
 
 Writes ``--out`` (JSON) and ``--md`` (the Markdown tables) and prints them.
 

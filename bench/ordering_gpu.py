@@ -1,6 +1,6 @@
 """The ordering network on the library's own synthetic data, at GPU scale: does val Con@3 reach 0.95?
 
-On the 2-core CPU the ordering issue's target (val Con@3 >= 0.95 within 10 minutes) is not reached:
+On the 2-core CPU the ordering target (val Con@3 >= 0.95 within 10 minutes) is not reached:
 every formulation tried plateaus at 0.81-0.90 (docs/RESULTS.md). This script measures the one
 untested route: the reference ``PairEncoder`` at full resolution with GPU-scale step counts, on
 sequences from :func:`hypercut.data.synth.synthesize_sample` (the generator behind

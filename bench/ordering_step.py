@@ -1,6 +1,6 @@
 """Ordering-net training step: the authors' compute pattern against hypercut's batched pair encoding.
 
-Reference (written here from ../shared/SPEC.md §2, not from the authors' code): the "ResnetIm2Vec"
+Reference (written here from the paper's description, not from the authors' code): the "ResnetIm2Vec"
 pair encoder is called once per pair and once per reversed pair -- 2K = 6 separate fp32 forward
 passes for T = 7, each over the batch -- then the HyperCUT loss and an Adamax step.
 Ours: ``hypercut.ordering.OrderingModel`` (one ``pair_scores`` call that encodes all 2K pairs of the
@@ -8,7 +8,7 @@ batch at once) + ``hypercut.losses.hypercut_ordering_loss`` + the same Adamax st
 autocast + channels_last and ``torch.compile`` (``hypercut.perf``).
 
 Both start from the same weights (the reference network loads the library's ``state_dict``, which
-also checks that the library's encoder is the SPEC's network) and get the same inputs; the
+also checks that the library's encoder is the paper's network) and get the same inputs; the
 non-antisymmetric (released) scoring is used so both compute the same numbers, which is checked.
 
 FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the meta device (1 MAC =
@@ -53,7 +53,7 @@ from hypercut.perf import autocast, optimize_for_speed
 
 
 # ----------------------------------------------------------------------------------------------------
-# The reference, from the SPEC text
+# The reference, from the paper's description
 # ----------------------------------------------------------------------------------------------------
 class _RefResBlock(nn.Module):
     def __init__(self, channels: int) -> None:
@@ -67,7 +67,7 @@ class _RefResBlock(nn.Module):
 
 
 class ReferenceIm2Vec(nn.Module):
-    """SPEC §2 "ResnetIm2Vec": ReflectionPad(3) + Conv7x7 6->32, five stride-2 Conv3x3
+    """The paper's "ResnetIm2Vec": ReflectionPad(3) + Conv7x7 6->32, five stride-2 Conv3x3
     (32->64->128->128->128->128), six residual blocks at 128 channels, global average pooling.
 
     Parameter names follow ``hypercut.ordering.PairEncoder`` so its weights load 1:1 (strictly).
@@ -90,7 +90,7 @@ class ReferenceIm2Vec(nn.Module):
 
 
 def reference_loss(u: Tensor, v: Tensor) -> Tensor:
-    """SPEC §2: 0.5 mean_k softplus(u_k v_k) + 0.5 mean_{j<k} softplus(-u_j u_k)."""
+    """The HyperCUT loss: 0.5 mean_k softplus(u_k v_k) + 0.5 mean_{j<k} softplus(-u_j u_k)."""
     k = u.shape[1]
     l_diff = F.softplus(u * v).mean()
     same = [F.softplus(-u[:, i] * u[:, j]) for i in range(k) for j in range(i + 1, k)]
@@ -243,12 +243,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = PairEncoder()
     normal = Hyperplane(base.out_dim, seed=args.seed).normal.clone()
     state = copy.deepcopy(base.state_dict())
-    ReferenceIm2Vec().load_state_dict(state, strict=True)  # the library's encoder is the SPEC's network
+    ReferenceIm2Vec().load_state_dict(state, strict=True)  # the library's encoder is the paper's network
     params = sum(p.numel() for p in base.parameters())
     gmacs_256 = pair_gmacs(256)
     gmacs_size = pair_gmacs(size)
     print(f"encoder: {params:,} parameters; forward {gmacs_256:.3f} GMACs/pair at 256x256 "
-          f"(SPEC: 1.53), {gmacs_size:.3f} at {size}x{size}", flush=True)
+          f"(reference: 1.53), {gmacs_size:.3f} at {size}x{size}", flush=True)
 
     result: dict[str, Any] = {
         "bench": "ordering_step",

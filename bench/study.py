@@ -1,4 +1,4 @@
-"""Reproduction study (issue 7): does HyperCUT ordering beat order-invariant training, per frame?
+"""Reproduction study: does HyperCUT ordering beat order-invariant training, per frame?
 
 An ablation at equal compute, torch only (no Hydra, Lightning, Pillow, albumentations or PyAV), so it
 runs on a bare GPU machine as well as on a CPU:

@@ -1,6 +1,6 @@
 """Ordering experiment: default (antisymmetric) vs released (independent u, v) formulation.
 
-Run as a script for the numbers reported in the ordering issue (single core, ~1-3 min)::
+Run as a script for the numbers in docs/RESULTS.md (single core, ~1-3 min)::
 
     PYTHONPATH=src:tests OMP_NUM_THREADS=1 python tests/test_ordering_experiment.py --seconds 60
 

@@ -7,8 +7,7 @@ change the numbers a model computes beyond the precision asked for:
   NHWC: cuDNN's tensor-core kernels on a GPU, oneDNN's blocked kernels on a CPU) and optionally wraps
   it in ``torch.compile``;
 - :func:`autocast` is ``torch.autocast`` with a string precision (``"bf16"``, ``"fp16"`` or ``"fp32"``
-  = off) that does the right thing on CPU and CUDA;
-- :func:`to_device` moves a batch dict with non-blocking copies (worth it from pinned memory).
+  = off) that does the right thing on CPU and CUDA.
 
 Example:
     >>> import torch
@@ -23,13 +22,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-__all__ = ["PRECISIONS", "autocast", "optimize_for_speed", "to_device"]
+__all__ = ["PRECISIONS", "autocast", "optimize_for_speed"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -80,25 +78,3 @@ def autocast(device: str | torch.device, precision: str = "bf16") -> contextlib.
     device_type = torch.device(device).type
     return torch.autocast(device_type=device_type, dtype=_DTYPES[precision])
 
-
-def to_device(
-    batch: Mapping[str, Any], device: str | torch.device, channels_last: bool = False
-) -> dict[str, Any]:
-    """Moves the tensors of a batch dict to ``device`` with ``non_blocking=True``; other values stay.
-
-    Args:
-        batch: e.g. ``{"blurry": (B,3,H,W), "sharp": (B,T,3,H,W), "id": [...]}``.
-        device: target device.
-        channels_last: also convert 4-D tensors to ``channels_last``.
-
-    Returns:
-        A new dict.
-    """
-    out: dict[str, Any] = {}
-    for key, value in batch.items():
-        if isinstance(value, Tensor):
-            value = value.to(device, non_blocking=True)
-            if channels_last and value.ndim == 4:
-                value = value.contiguous(memory_format=torch.channels_last)
-        out[key] = value
-    return out

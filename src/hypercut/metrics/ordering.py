@@ -17,7 +17,7 @@ def ordering_metric_keys(num_pairs: int) -> list[str]:
 
 
 class OrderingMetrics(Metric):
-    """Hit, per-pair Hit and Con@k of pair scores, aggregated over sequences (SPEC §2).
+    """Hit, per-pair Hit and Con@k of pair scores, aggregated over sequences (the HyperCUT paper's measures).
 
     Every state is a sum (``dist_reduce_fx="sum"``), so the result does not depend on the batch
     size nor on how sequences are spread over DDP ranks. :meth:`compute` returns a dict:

@@ -1,4 +1,4 @@
-"""Canonical order of a sequence from a frozen ordering model (SPEC §2, "Order of a sequence")."""
+"""Canonical order of a sequence from a frozen ordering model."""
 
 from __future__ import annotations
 

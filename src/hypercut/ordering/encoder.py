@@ -58,7 +58,7 @@ class ResidualBlock(nn.Module):
 
 
 class PairEncoder(nn.Module):
-    """Pair encoder H of HyperCUT (the reference "ResnetIm2Vec" CNN, SPEC §2).
+    """Pair encoder H of HyperCUT (the reference "ResnetIm2Vec" CNN of the paper).
 
     A pair of frames concatenated on channels is mapped to a vector:
     optional ``AvgPool(input_downsample)``, ``ReflectionPad(3) + Conv7x7(in_channels -> width) + act``,

@@ -1,4 +1,4 @@
-"""Pair scores u, v of a sequence and the OrderingModel that produces them (SPEC §2)."""
+"""Pair scores u, v of a sequence and the OrderingModel that produces them (HyperCUT, Pham et al. 2023)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def pair_scores(
 ) -> tuple[Tensor, Tensor]:
     """Scores of the forward pairs (u) and of the reversed pairs (v) of every sequence.
 
-    ``u_k = h(H(x_{1+k}, x_{T-k}))`` and ``v_k = h(H(x_{T-k}, x_{1+k}))`` (SPEC §2). All 2K pair
+    ``u_k = h(H(x_{1+k}, x_{T-k}))`` and ``v_k = h(H(x_{T-k}, x_{1+k}))``. All 2K pair
     encodings of the batch go through ``encoder`` in ONE call (a batch of ``2 * B * K`` pairs).
 
     With ``antisymmetric=True`` the score of a pair is ``s(a, b) = h(H(a, b)) - h(H(b, a))``, so

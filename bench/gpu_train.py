@@ -177,15 +177,9 @@ def render_batch(n: int, size: int, frames: int, gen: torch.Generator, device: t
     """``n`` sequences: blurry ``(n, 3, S, S)`` and sharp ``(n, T, 3, S, S)`` as uint8.
 
     The camera pans (the background moves by ``pan`` x width over the exposure, random direction)
-    and the objects move on their own (``speed`` x width). Camera motion matters: over a static
-    background the identity is exact on most pixels, and a Charbonnier (L1-like) loss then holds an
-    identity-initialised net at the identity (measured on CPU, 48x48: +0.00 dB after 800 steps; with
-    panning +0.2 dB after 600 steps, and MSE escapes without panning).
-
-    Every sub-frame is rendered at ``supersample`` times the resolution and box-filtered down (in
-    linear light). Without it the textures are resampled at a different sub-pixel shift in every
-    sub-frame, and bilinear interpolation softens the frames at fractional shifts but not the one at
-    zero shift (the middle frame): the middle frame was then the one farthest from the blurry image.
+    and the objects move on their own (``speed`` x width). Every sub-frame is rendered at
+    ``supersample`` times the resolution and box-filtered down (in linear light). Why both:
+    ``docs/RESULTS.md``, "Why the synthetic data pans and supersamples".
     """
     ss = max(1, int(supersample))
     h = w = size * ss

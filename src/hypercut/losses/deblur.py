@@ -386,15 +386,9 @@ def hypercut_loss(
     samples that the frozen ordering model puts on the negative side reversed in time, and
     ``R = side_penalty(u(pred), penalty)`` pushes the prediction's pairs to the canonical side.
 
-    Stability (the defaults). A prototype with the paper's ``R = mean softplus(-u)`` and ``alpha = 0.2``
-    from step 0 started 7 dB below the identity baseline and later diverged. What matters for the
-    optimiser is not the value of ``R`` but its gradient at ``pred``, taken through a frozen CNN: it is
-    adversarial (pixel changes that move the score, not the image) and its size follows the score scale
-    of the ordering checkpoint. Measured with the random-weight reference encoder (64x64, T = 7,
-    alpha = 0.2, blurry-like and reversed predictions): ``|alpha dR/dpred| / |dL_rec/dpred|`` is
-    0.4-1.5 with its tiny scores (mean ``|u|`` = 0.003) and 40-150 with the same scores x100
-    (mean 0.3; a trained model is trained to push them apart). No fixed ``alpha`` is safe, so the
-    defaults:
+    The gradient of ``R`` at ``pred`` goes through a frozen CNN and its size follows the ordering
+    model's score scale, so no fixed ``alpha`` is safe (the measurements: ``docs/RESULTS.md``, "Why
+    the HyperCUT loss defaults"). The defaults:
 
     1. cap the regulariser's gradient against the reconstruction's (``max_reg_grad_ratio=0.5``): the
        weight actually used is ``w = min(alpha_t, ratio * |dL_rec/dpred| / |dR/dpred|)`` (batch norms),

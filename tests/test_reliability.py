@@ -533,3 +533,17 @@ def test_label_order_refuses_an_existing_output(tiny_dataset: Path, tmp_path: Pa
     assert existing.read_text() == "keep me"
     stats = tasks.label_order(tasks.compose("label_order", [*overrides, "overwrite=true"], output_dir=tmp_path))
     assert stats["samples"] == 6 and json.loads(existing.read_text())["data"]
+
+
+def test_header_check_accepts_data_after_a_jpeg_and_sees_a_cut_progressive_one(tmp_path: Path) -> None:
+    from hypercut.data.io import ImageReadError, read_header, read_image
+
+    motion = tmp_path / "motion.jpg"
+    _photo(motion, quality=90, exif=_exif_orientation(1))
+    motion.write_bytes(motion.read_bytes() + b"\xff\xda" + bytes(range(256)) * 400)  # e.g. an appended video
+    assert read_header(motion).width == 96 and read_image(motion).shape == (128, 96, 3)
+    progressive = tmp_path / "progressive.jpg"
+    _photo(progressive, quality=90, progressive=True)
+    progressive.write_bytes(progressive.read_bytes()[:-300])
+    with pytest.raises(ImageReadError, match="truncated JPEG"):
+        read_header(progressive)

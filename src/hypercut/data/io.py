@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -122,18 +122,45 @@ def _open(path: Path) -> Image.Image:
         raise ImageReadError(f"{path}: not a readable image: {exc}") from exc
 
 
-def _check_complete(path: Path, fmt: str) -> None:
-    """The file ends as its format requires (PNG: the IEND chunk; JPEG: the EOI marker)."""
+def _check_complete(path: Path, image: Image.Image) -> None:
+    """The file is as long as its format requires.
+
+    PNG must end with the IEND chunk. A JPEG's end-of-image marker must follow its first scan (the
+    marker cannot occur inside the compressed data; one in an EXIF thumbnail comes before); data
+    appended after the image, as in motion photos, is allowed.
+    """
+    fmt = image.format
     if fmt not in ("PNG", "JPEG", "MPO"):
         return
     with open(path, "rb") as fh:
-        fh.seek(0, 2)
-        size = fh.tell()
-        fh.seek(max(0, size - 64))
-        tail = fh.read()
-    complete = tail.endswith(_PNG_END) if fmt == "PNG" else _JPEG_END in tail
+        if fmt == "PNG":
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - len(_PNG_END)))
+            complete = fh.read() == _PNG_END
+        else:
+            complete = _seek_jpeg_scan(fh) and _JPEG_END in fh.read()
+            size = fh.seek(0, 2)
     if not complete:
         raise ImageReadError(f"{path}: truncated {fmt} file ({size} bytes, its end marker is missing)")
+
+
+def _seek_jpeg_scan(fh: BinaryIO) -> bool:
+    """Move ``fh`` past the segments before a JPEG's first scan (start-of-scan marker); False if none."""
+    fh.seek(2)  # after the start-of-image marker
+    while True:
+        marker = fh.read(2)
+        if len(marker) < 2 or marker[0] != 0xFF:
+            return False
+        if marker[1] == 0xFF:  # fill byte before a marker
+            fh.seek(-1, 1)
+        elif marker[1] == 0xDA:
+            return True
+        elif not (marker[1] == 0x01 or 0xD0 <= marker[1] <= 0xD8):  # these markers have no length
+            length = fh.read(2)
+            if len(length) < 2:
+                return False
+            fh.seek(int.from_bytes(length, "big") - 2, 1)
 
 
 def read_header(path: str | Path) -> ImageHeader:
@@ -148,7 +175,7 @@ def read_header(path: str | Path) -> ImageHeader:
     path = Path(path)
     with _open(path) as image:
         header = _header_of(image, path)
-    _check_complete(path, header.format)
+        _check_complete(path, image)
     return header
 
 

@@ -339,7 +339,7 @@ def test_datamodule_batches(tiny_dataset: Path) -> None:
 
     dm = BlurSequenceDataModule(tiny_dataset, batch_size=2, crop_size=16, vflip=True, seed=0)
     dm.setup("fit")
-    assert dm.num_frames == 7 and dm.has_split("val") and not dm.has_split("predict")
+    assert dm.num_frames == 7 and dm.has_split("val") and not dm.has_split("nonexistent")
     batch = next(iter(dm.train_dataloader()))
     assert batch["blurry"].shape == (2, 3, 16, 16) and batch["sharp"].shape == (2, 7, 3, 16, 16)
     assert batch["reversed"].dtype == torch.bool and batch["reversed"].shape == (2,)
@@ -352,7 +352,7 @@ def test_datamodule_batches(tiny_dataset: Path) -> None:
     assert isinstance(dm.dataset("train"), BlurSequenceDataset)
 
 
-def test_datamodule_packed_empty_split_and_predict(make_tiny_dataset, tmp_path: Path) -> None:
+def test_datamodule_packed_empty_split_and_mixed_sizes(make_tiny_dataset, tmp_path: Path) -> None:
     from hypercut.data import BlurSequenceDataModule
 
     root = make_tiny_dataset(num_samples=3, partitions=["train", "train", "test"])
@@ -364,14 +364,10 @@ def test_datamodule_packed_empty_split_and_predict(make_tiny_dataset, tmp_path: 
     with pytest.raises(ValueError, match="no samples with partition 'val'"):
         dm.val_dataloader()
 
-    folder = tmp_path / "predict"
+    folder = tmp_path / "images"
     folder.mkdir()
     Image.fromarray(np.zeros((24, 30, 3), np.uint8)).save(folder / "b.png")
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(folder / "a.jpg")
-    dm = BlurSequenceDataModule(root, predict_dir=folder, batch_size=4)
-    batches = list(dm.predict_dataloader())  # mixed sizes -> batch size 1
-    assert [b["id"] for b in batches] == [["a"], ["b"]]
-    assert batches[0]["blurry"].shape == (1, 3, 20, 30) and "sharp" not in batches[0]
     items = [ImageFolderDataset(folder)[i] for i in range(2)]
     with pytest.raises(ValueError, match="different sizes.*eval_batch_size=1"):
         collate_sequences(items)

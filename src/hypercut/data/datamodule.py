@@ -1,4 +1,4 @@
-"""``BlurSequenceDataModule``: train/val/test from one metadata file, prediction from a folder."""
+"""``BlurSequenceDataModule``: train/val/test from one metadata file."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from hypercut.data.datasets import BlurSequenceDataset, ImageFolderDataset, collate_sequences
+from hypercut.data.datasets import BlurSequenceDataset, collate_sequences
 from hypercut.data.metadata import DatasetMetadata, check_dataset, read_metadata, resolve_metadata_path
 from hypercut.data.packed import PackedSequenceDataset, find_packed
 from hypercut.data.transforms import CenterCropMultiple, PairedAugment
@@ -59,7 +59,7 @@ class BlurSequenceDataModule(LightningDataModule):
 
     Train, val and test come from one metadata file (each sample's ``partition``). Training items are
     random crops with paired augmentation; evaluation items are full resolution (centre-cropped to a
-    multiple of ``eval_crop_multiple`` if that is above 1). Prediction reads a folder of blurry images.
+    multiple of ``eval_crop_multiple`` if that is above 1).
 
     Evaluation batch size: full-resolution images of different sizes cannot be stacked, so with
     ``eval_batch_size=None`` a split is evaluated with ``batch_size`` when all its blurry images have
@@ -72,7 +72,7 @@ class BlurSequenceDataModule(LightningDataModule):
         batch_size: training batch size.
         crop_size: training crop side or ``(height, width)``; ``None`` trains on full images.
         crop_multiple: round the training crop down to a multiple of this (20 for ``jin``).
-        eval_crop_multiple: centre-crop evaluation/prediction images to a multiple of this.
+        eval_crop_multiple: centre-crop evaluation images to a multiple of this.
         num_workers: DataLoader worker processes.
         persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
         pin_memory: pin batches in page-locked memory (for GPU training).
@@ -81,8 +81,7 @@ class BlurSequenceDataModule(LightningDataModule):
         affine: small random affine jitter in training.
         color_jitter: colour jitter strength in training (0 = off).
         noise_std: maximum std of Gaussian noise added to training blurry inputs (0 = off).
-        predict_dir: folder of blurry images for ``predict``.
-        eval_batch_size: batch size of val/test/predict loaders; ``None`` = automatic (see above).
+        eval_batch_size: batch size of val/test loaders; ``None`` = automatic (see above).
         packed: read the packed store (``True``), image files (``False``), or the packed store when an
             up-to-date one exists for a split (``None``).
         packed_dir: packed store folder; ``<root>/packed`` by default.
@@ -112,7 +111,6 @@ class BlurSequenceDataModule(LightningDataModule):
         affine: bool = False,
         color_jitter: float = 0.0,
         noise_std: float = 0.0,
-        predict_dir: str | Path | None = None,
         eval_batch_size: int | None = None,
         packed: bool | None = None,
         packed_dir: str | Path | None = None,
@@ -128,7 +126,6 @@ class BlurSequenceDataModule(LightningDataModule):
         self.num_workers = int(num_workers)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.pin_memory = bool(pin_memory)
-        self.predict_dir = None if predict_dir is None else Path(predict_dir)
         self.packed = packed
         self.packed_dir = None if packed_dir is None else Path(packed_dir)
         self.seed = seed
@@ -180,41 +177,33 @@ class BlurSequenceDataModule(LightningDataModule):
         return folder
 
     def dataset(self, split: str) -> Dataset:
-        """The dataset of ``split`` (``train``, ``val``, ``test`` or ``predict``), built once."""
+        """The dataset of ``split`` (``train``, ``val`` or ``test``), built once."""
         if split in self._datasets:
             return self._datasets[split]
-        if split == "predict":
-            if self.predict_dir is None:
-                raise ValueError("BlurSequenceDataModule: predict_dir is not set (a folder of blurry images)")
-            ds: Dataset = ImageFolderDataset(self.predict_dir, crop_multiple=self.eval_crop_multiple)
+        transform = self.train_transform if split == "train" else self.eval_transform
+        packed_folder = self._use_packed(split)
+        ds: Dataset
+        if packed_folder is not None:
+            ds = PackedSequenceDataset(packed_folder, split, transform, seed=self.seed)
         else:
-            transform = self.train_transform if split == "train" else self.eval_transform
-            packed_folder = self._use_packed(split)
-            if packed_folder is not None:
-                ds = PackedSequenceDataset(packed_folder, split, transform, seed=self.seed)
-            else:
-                ds = BlurSequenceDataset(
-                    self._require_root(), self.metadata, split, transform, seed=self.seed, validate=False
-                )
+            ds = BlurSequenceDataset(self._require_root(), self.metadata, split, transform, seed=self.seed, validate=False)
         self._datasets[split] = ds
         return ds
 
     def setup(self, stage: str | None = None) -> None:
         """Build (and validate) the datasets a stage needs; empty splits fail in their loader."""
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
         for split in splits.get(stage or "", ("train", "val", "test")):
-            if split == "predict" or self.metadata.partition(split):
+            if self.metadata.partition(split):
                 self.dataset(split)
 
     def has_split(self, split: str) -> bool:
-        """Whether ``split`` has data: samples with that partition, or a ``predict_dir`` for ``predict``."""
-        if split == "predict":
-            return self.predict_dir is not None
+        """Whether ``split`` has samples (entries with that ``partition``)."""
         return bool(self.metadata.partition(split))
 
     # -- loaders ----------------------------------------------------------------------------------
     def _nonempty(self, split: str) -> Dataset:
-        if split != "predict" and not self.metadata.partition(split):
+        if not self.metadata.partition(split):
             raise ValueError(
                 f"{self._require_root() / self.metadata_file}: no samples with partition {split!r}; "
                 f'the {split} dataloader needs at least one (set "partition": "{split}" on some entries)'
@@ -237,7 +226,7 @@ class BlurSequenceDataModule(LightningDataModule):
         )
 
     def resolved_eval_batch_size(self, split: str) -> int:
-        """Batch size used for ``split`` (``val``/``test``/``predict``); see the class docstring."""
+        """Batch size used for ``split`` (``val``/``test``); see the class docstring."""
         if self.eval_batch_size is not None:
             return int(self.eval_batch_size)
         ds: Any = self._nonempty(split)
@@ -264,7 +253,3 @@ class BlurSequenceDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """Full-resolution test samples in file order."""
         return self._loader(self._nonempty("test"), self.resolved_eval_batch_size("test"), False, False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """Blurry images of ``predict_dir`` (items without ``sharp``)."""
-        return self._loader(self.dataset("predict"), self.resolved_eval_batch_size("predict"), False, False)

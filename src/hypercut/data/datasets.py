@@ -115,11 +115,6 @@ class _SeededDataset(Dataset):
         if self.seed is not None:
             self._rng = None
 
-    def reseed(self, seed: int | None) -> None:
-        """Restart the randomness of this dataset from ``seed``."""
-        self.seed = seed
-        self._rng = None
-
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_rng"] = None

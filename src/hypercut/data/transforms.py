@@ -20,22 +20,10 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["CenterCropMultiple", "PairedAugment", "PairedTransform", "crop_shape"]
-
-
-@runtime_checkable
-class PairedTransform(Protocol):
-    """Protocol of the transforms datasets accept."""
-
-    def __call__(
-        self, blurry: np.ndarray, sharp: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Transform ``blurry`` ``(H, W, 3)`` and ``sharp`` ``(T, H, W, 3)`` with one draw."""
-        ...
+__all__ = ["CenterCropMultiple", "PairedAugment", "crop_shape"]
 
 
 def _pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:

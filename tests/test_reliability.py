@@ -336,12 +336,13 @@ def _exif_orientation(value: int) -> Image.Exif:
     return exif
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int) -> None:
+def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int, suffix: str) -> None:
     from hypercut.data.io import image_size, read_image_raw
 
-    path = tmp_path / "o.jpg"
-    _photo(path, size=(16, 24), quality=95, exif=_exif_orientation(orientation))
+    path = tmp_path / f"o{suffix}"
+    _photo(path, size=(16, 24), exif=_exif_orientation(orientation))
     expected = np.asarray(ImageOps.exif_transpose(Image.open(path)))
     np.testing.assert_array_equal(read_image_raw(path), expected)
     assert image_size(path) == expected.shape[:2]

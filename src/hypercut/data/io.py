@@ -13,10 +13,11 @@ One policy for every caller:
 - **One suffix list** (:data:`IMAGE_SUFFIXES`) and **one natural sort** (:func:`list_images`:
   ``2.png`` before ``10.png``).
 
-PNG (the format of datasets) and TIFF are decoded by OpenCV, which keeps 16-bit colour and fails
-on a truncated file; every other format by Pillow, whose decoders raise on a truncated file (OpenCV
-returns a cut JPEG with grey rows). Pillow reads the header of every file, for its format, alpha and
-orientation.
+PNG (the format of datasets), JPEG and TIFF are decoded by OpenCV, which keeps 16-bit colour and
+is the faster decoder; it fails on a truncated PNG or TIFF, and a JPEG is first checked for the end
+marker that a cut file lacks (OpenCV would return it with grey rows). Other formats are decoded by
+Pillow, which raises on a truncated file. Pillow reads the header of every file, for its format,
+alpha and orientation.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _JPEG_END = b"\xff\xd9"
 _ORIENTATION_TAG = 0x0112
-# Decoded by OpenCV: it keeps 16-bit colour (Pillow reduces it to 8 bits) and fails on truncated files.
-_OPENCV_FORMATS = ("PNG", "TIFF")
+# Decoded by OpenCV: it keeps 16-bit colour (Pillow reduces it to 8 bits) and is faster. It fails on
+# truncated PNG and TIFF files; a JPEG is checked for its end marker first.
+_OPENCV_FORMATS = ("PNG", "TIFF", "JPEG")
 # OpenCV >= 4.10: decode straight to RGB keeping 16-bit depth, without an extra full-image copy.
 _IMREAD_RGB = (
     cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
@@ -87,6 +89,8 @@ class ImageHeader:
 
 
 def _orientation(image: Image.Image) -> int:
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1  # Pillow would decode the whole PNG looking for an eXIf chunk after the pixels
     try:
         value = int(image.getexif().get(_ORIENTATION_TAG, 1))
     except Exception:  # noqa: BLE001 - a broken EXIF block does not make the pixels unreadable
@@ -272,6 +276,8 @@ def read_image_raw(path: str | Path) -> np.ndarray:
     path = Path(path)
     with _open(path) as image:
         header = _header_of(image, path)
+        if header.format == "JPEG":
+            _check_complete(path, image)  # OpenCV returns a cut JPEG with grey rows
         if header.format in _OPENCV_FORMATS:
             image.close()
             img = _from_opencv(path, header.has_alpha)

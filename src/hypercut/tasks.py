@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -129,6 +129,7 @@ def build_module(cfg: DictConfig) -> LightningModule:
 
 def _build_ordering(cfg: DictConfig) -> LightningModule:
     from hypercut.lit import OrderingLitModule
+    from hypercut.ordering import OrderingModel
 
     m = cfg.model
     spec = {
@@ -138,7 +139,7 @@ def _build_ordering(cfg: DictConfig) -> LightningModule:
         "antisymmetric": bool(m.antisymmetric),
     }
     return OrderingLitModule(
-        net=build_from_spec(spec),
+        net=cast(OrderingModel, build_from_spec(spec)),  # the spec's _target_ is OrderingModel
         loss=make(m.loss),
         optimizer=make(m.optimizer) if m.get("optimizer") else None,
         scheduler=make(m.scheduler) if m.get("scheduler") else None,

@@ -463,6 +463,8 @@ _PACK_WHEN_TOLD = """
 import sys, time
 from pathlib import Path
 from hypercut.cli import data_main
+import hypercut.data.packed
+Path(sys.argv[3]).touch()
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.005)
@@ -471,16 +473,20 @@ sys.exit(data_main(["pack", sys.argv[1], "--quiet"]))
 
 
 def test_two_concurrent_packs_do_not_corrupt_the_store(make_tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from hypercut.data.packed import PackedSequenceDataset, _pack_lock
+    from hypercut.data.packed import PackedSequenceDataset
 
     root = make_tiny_dataset("big", num_samples=12, size=(192, 256), partitions=["train"] * 12)
     go = tmp_path / "go"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
     procs = [
-        subprocess.Popen([sys.executable, "-c", _PACK_WHEN_TOLD, str(root), str(go)], env=env, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
+        subprocess.Popen([sys.executable, "-c", _PACK_WHEN_TOLD, str(root), str(go), str(flag)], env=env, stderr=subprocess.PIPE, text=True)
+        for flag in ready
     ]
-    time.sleep(8)  # both have imported hypercut and wait
+    deadline = time.monotonic() + 120
+    while not all(flag.exists() for flag in ready):  # both have imported hypercut and wait
+        assert time.monotonic() < deadline and all(proc.poll() is None for proc in procs)
+        time.sleep(0.05)
     go.touch()
     results = [(proc.wait(timeout=120), proc.stderr.read() if proc.stderr else "") for proc in procs]
     assert sorted(rc for rc, _ in results) in ([0, 0], [0, 1]), results
@@ -488,6 +494,8 @@ def test_two_concurrent_packs_do_not_corrupt_the_store(make_tiny_dataset, tmp_pa
     packed = PackedSequenceDataset(root / "packed", "train")
     assert len(packed) == 12 and packed.array.shape == (12, 8, 192, 256, 3)
     assert sorted(p.name for p in (root / "packed").iterdir()) == [".pack.lock", "train.json", "train.npy"]
+
+    from hypercut.data.packed import _pack_lock
 
     with _pack_lock(root / "packed"), pytest.raises(BlockingIOError, match="already packing"):
         with _pack_lock(root / "packed"):

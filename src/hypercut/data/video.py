@@ -70,7 +70,11 @@ def _is_folder(video: Path) -> bool:
 
 
 def count_video_frames(video: str | Path) -> int:
-    """Number of frames of a video file (PyAV) or of image files in a folder."""
+    """Number of decodable frames of a video file (PyAV) or of image files in a folder.
+
+    A file's frames are counted by decoding them: container headers can announce more frames than
+    the stream holds (opencv-doc's ``tree.avi`` announces 444 and decodes 68).
+    """
     video = Path(video)
     if _is_folder(video):
         return len(list_images(video))
@@ -78,8 +82,6 @@ def count_video_frames(video: str | Path) -> int:
 
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
-        if stream.frames and stream.frames > 0:
-            return int(stream.frames)
         return sum(1 for _ in container.decode(stream))
 
 

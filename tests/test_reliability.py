@@ -6,6 +6,7 @@ concurrent packed stores, SIGTERM, resumes and outputs that would be overwritten
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -556,3 +557,67 @@ def test_header_check_accepts_data_after_a_jpeg_and_sees_a_cut_progressive_one(t
     progressive.write_bytes(progressive.read_bytes()[:-300])
     with pytest.raises(ImageReadError, match="truncated JPEG"):
         read_header(progressive)
+
+
+# ------------------------------------------------------------------------------------------- dependencies
+SRC = Path(__file__).resolve().parents[1] / "src" / "hypercut"
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def _declared() -> tuple[dict[str, str], set[str]]:
+    """``(required, every declared distribution)``: names normalised, required with its specifier."""
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    required = {Requirement(r).name.lower().replace("_", "-"): str(Requirement(r).specifier) for r in project["dependencies"]}
+    extras = {Requirement(r).name.lower().replace("_", "-") for reqs in project["optional-dependencies"].values() for r in reqs}
+    return required, set(required) | extras
+
+
+def test_torch_refuses_pickles_by_default_and_every_load_says_weights_only() -> None:
+    from packaging.specifiers import SpecifierSet
+
+    required, _ = _declared()
+    assert "2.5.1" not in SpecifierSet(required["torch"]) and "2.6.0" in SpecifierSet(required["torch"])
+    missing = []
+    for path in [*SRC.rglob("*.py"), *Path(__file__).parent.glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                if keywords.get("weights_only") != "True":
+                    missing.append(f"{path.name}:{node.lineno}")
+    assert missing == []
+
+
+def _unguarded_imports(tree: ast.AST) -> list[str]:
+    """Top-level module names imported outside ``try: ... except ImportError`` (optional probes)."""
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            h.type is not None and "ImportError" in ast.unparse(h.type) for h in node.handlers
+        ):
+            guarded.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    names = []
+    for node in ast.walk(tree):
+        if id(node) in guarded:
+            continue
+        if isinstance(node, ast.Import):
+            names += [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module.split(".")[0])
+    return names
+
+
+def test_every_imported_package_is_declared() -> None:
+    import importlib.metadata
+
+    providers = importlib.metadata.packages_distributions()
+    _, declared = _declared()
+    undeclared = set()
+    for path in SRC.rglob("*.py"):
+        for top in set(_unguarded_imports(ast.parse(path.read_text()))) - set(sys.stdlib_module_names) - {"hypercut"}:
+            if not {d.lower().replace("_", "-") for d in providers.get(top, [])} & declared:
+                undeclared.add(f"{top} ({path.name})")
+    assert sorted(undeclared) == []

@@ -22,7 +22,7 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from hypercut.data.datasets import Transform, _SeededDataset, to_item
 from hypercut.data.io import ImageReadError, read_header, read_image_raw, to_float
 from hypercut.data.metadata import (
     PARTITIONS,
+    SampleRecord,
     check_dataset,
     frame_key,
     metadata_digest,
@@ -78,7 +79,7 @@ def _pack_lock(out: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _write_atomic(path: Path, write: Any) -> None:
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` to a unique temporary file beside ``path``, then rename it to ``path``."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -144,11 +145,12 @@ def _pack_split(
     name: str,
     t: int,
     split: str,
-    indexed: list[tuple[int, Any]],
+    indexed: list[tuple[int, SampleRecord]],
     out: Path,
     digest: str,
     show_progress: bool,
 ) -> None:
+    """Write ``<split>.npy`` and ``<split>.json`` of one split into ``out`` (see :func:`pack_dataset`)."""
     sizes: dict[tuple[int, int], str] = {}
     depth = 8
     for _, s in indexed:

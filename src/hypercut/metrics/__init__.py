@@ -1,9 +1,40 @@
-"""torchmetrics Metrics: per-frame PSNR/SSIM with p-variants, and HyperCUT ordering Hit/Con.
+"""Per-frame PSNR/SSIM with order-free variants, and the HyperCUT ordering Hit/Con.
 
-All are batched, accept any batch size and reduce correctly across DDP ranks.
+The functional forms are plain torch. The torchmetrics ``Metric`` classes (batched, any batch size,
+correct across DDP ranks) are imported on first use: importing torchmetrics takes seconds.
 """
 
-from hypercut.metrics.image import VideoMetrics, psnr_per_frame, ssim_per_frame
-from hypercut.metrics.ordering import OrderingMetrics, ordering_metric_keys
+from __future__ import annotations
 
-__all__ = ["OrderingMetrics", "VideoMetrics", "ordering_metric_keys", "psnr_per_frame", "ssim_per_frame"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from hypercut.metrics.functional import SequenceScores, psnr_per_frame, sequence_scores, ssim_per_frame
+
+if TYPE_CHECKING:
+    from hypercut.metrics.image import VideoMetrics
+    from hypercut.metrics.ordering import OrderingMetrics, ordering_metric_keys
+
+__all__ = [
+    "OrderingMetrics",
+    "SequenceScores",
+    "VideoMetrics",
+    "ordering_metric_keys",
+    "psnr_per_frame",
+    "sequence_scores",
+    "ssim_per_frame",
+]
+
+_LAZY = {
+    "VideoMetrics": "hypercut.metrics.image",
+    "OrderingMetrics": "hypercut.metrics.ordering",
+    "ordering_metric_keys": "hypercut.metrics.ordering",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

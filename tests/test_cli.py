@@ -84,6 +84,7 @@ def test_every_task_takes_a_relative_data_root(
     [
         ("hypercut-eval", [], "hypercut-eval: error: missing value for weights: add weights=..."),
         ("hypercut-train", ["model/net=tiny"], "hypercut-train: error: model/loss=HyperCUTLoss needs a trained ordering model"),
+        ("hypercut-train", ["-m", "model/net=tiny"], "hypercut-train: error: model/loss=HyperCUTLoss needs"),
     ],
 )
 def test_a_config_mistake_is_one_line_and_leaves_no_run_folder(command: str, args: list[str], message: str, tmp_path: Path) -> None:

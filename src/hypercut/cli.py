@@ -194,7 +194,8 @@ def _task(name: str, lightning: bool = False) -> Callable[[Any], Any]:
 def _remove_bare_run_folder(cfg: Any) -> None:
     """Delete the job's run folder if it holds nothing but Hydra's ``.hydra/`` and the job's log.
 
-    The folders above it that this leaves empty go too, up to ``paths.log_dir`` (kept).
+    The folders above it that this leaves empty (a sweep folder with only Hydra's ``multirun.yaml``
+    counts as empty) go too, up to ``paths.log_dir`` (kept).
     """
     import shutil
 
@@ -206,9 +207,11 @@ def _remove_bare_run_folder(cfg: Any) -> None:
     shutil.rmtree(folder)
     log_dir = Path(cfg.paths.log_dir).resolve()
     for parent in folder.parents:
-        if parent == log_dir or not parent.is_relative_to(log_dir) or any(parent.iterdir()):
+        if parent == log_dir or not parent.is_relative_to(log_dir):
             break
-        parent.rmdir()
+        if any(p.name != "multirun.yaml" for p in parent.iterdir()):
+            break
+        shutil.rmtree(parent)
 
 
 def _infer(cfg: Any) -> None:

@@ -278,11 +278,15 @@ def read_image_raw(path: str | Path) -> np.ndarray:
         header = _header_of(image, path)
         if header.format == "JPEG":
             _check_complete(path, image)  # OpenCV returns a cut JPEG with grey rows
-        if header.format in _OPENCV_FORMATS:
-            image.close()
-            img = _from_opencv(path, header.has_alpha)
-        else:
+        if header.format not in _OPENCV_FORMATS:
             img = _from_pillow(image, path)
+        else:
+            try:
+                img = _from_opencv(path, header.has_alpha)
+            except ImageReadError:
+                if header.format != "TIFF":
+                    raise
+                img = _from_pillow(image, path)  # a TIFF compression OpenCV lacks; Pillow fails on cut files too
     return np.ascontiguousarray(_orient(_to_rgb(img, path), header.orientation))
 
 

@@ -76,7 +76,8 @@ def run(out: str | Path, quick: bool = False) -> dict[str, object]:
     stage("label orders")
     cfg = tasks.compose(
         "label_order",
-        [f"data.root={data_root}", f"ordering_weights={ordering_weights}"],
+        # A rerun into the same folder replaces the earlier run's labels and videos.
+        [f"data.root={data_root}", f"ordering_weights={ordering_weights}", "overwrite=true"],
         output_dir=out / "label_order",
     )
     label_stats = tasks.label_order(cfg)
@@ -114,7 +115,7 @@ def run(out: str | Path, quick: bool = False) -> dict[str, object]:
     held_out = [data_root / s.blur_path for _, s in read_metadata(data_root / "metadata.json").indexed("test")[:4]]
     cfg = tasks.compose(
         "infer",
-        [f"weights={deblur_dir / 'weights.pt'}", "inputs=[" + ",".join(f"'{p}'" for p in held_out) + "]"],
+        [f"weights={deblur_dir / 'weights.pt'}", "inputs=[" + ",".join(f"'{p}'" for p in held_out) + "]", "overwrite=true"],
         output_dir=out / "videos",
     )
     tasks.infer(cfg)

@@ -7,8 +7,15 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-FRAME_METRICS = ("psnr", "ssim", "ppsnr", "pssim", "identity_ppsnr")
+FRAME_METRICS = ("psnr", "ssim", "ppsnr", "pxpsnr", "pssim", "identity_ppsnr")
 ORDER_METRICS = ("pred_hit", "pred_con2", "pred_con3", "reversed_frac")
+# Rows of the model-against-identity summary: (metric, label).
+SUMMARY_METRICS = (
+    ("ppsnr", "pPSNR"),
+    ("pssim", "pSSIM"),
+    ("pxpsnr", "pxPSNR (per-pixel best direction)"),
+    ("psnr_center", "centre-frame PSNR"),
+)
 
 
 def per_frame_rows(metrics: Mapping[str, float], stage: str, num_frames: int) -> list[dict[str, object]]:
@@ -34,6 +41,29 @@ def per_frame_rows(metrics: Mapping[str, float], stage: str, num_frames: int) ->
     return rows
 
 
+def summary_rows(metrics: Mapping[str, float], stage: str) -> list[dict[str, object]]:
+    """The model against the identity baseline (the blurry input repeated): one row per metric.
+
+    Args:
+        metrics: logged values such as ``{"test/ppsnr": 26.0, "test/identity_ppsnr": 24.6, ...}``.
+        stage: the key prefix (``"val"`` or ``"test"``).
+
+    Returns:
+        Rows ``{"metric", "model", "identity", "gain"}`` for the metrics of :data:`SUMMARY_METRICS`
+        present in ``metrics`` (``identity`` and ``gain`` are ``None`` without the baseline).
+    """
+    rows: list[dict[str, object]] = []
+    for name, label in SUMMARY_METRICS:
+        if f"{stage}/{name}" not in metrics:
+            continue
+        model = float(metrics[f"{stage}/{name}"])
+        identity = metrics.get(f"{stage}/identity_{name}")
+        baseline = None if identity is None else float(identity)
+        gain = None if baseline is None else model - baseline
+        rows.append({"metric": label, "model": model, "identity": baseline, "gain": gain})
+    return rows
+
+
 def markdown_table(rows: list[dict[str, object]], digits: int = 3) -> str:
     """Rows as a GitHub-flavoured Markdown table."""
     if not rows:
@@ -53,8 +83,11 @@ def write_results(
 ) -> dict[str, Path]:
     """Write ``<name>.md``, ``<name>.csv`` and ``<name>.json`` into ``out_dir``.
 
-    The Markdown file holds the per-frame table and the ordering metrics of the predictions; the JSON
-    file holds every metric of ``stage``.
+    The Markdown file holds the per-frame table, the model against the identity baseline and the
+    ordering metrics of the predictions; the CSV file the per-frame table; the JSON file every metric
+    of ``stage``. In the per-frame table the ``mean`` row of ``pxpsnr`` is the whole-sequence value
+    (the PSNR of the per-pixel best errors over all frames, averaged over samples), not the mean of
+    its column.
 
     Returns:
         The paths written, by format.
@@ -64,6 +97,9 @@ def write_results(
     rows = per_frame_rows(metrics, stage, num_frames)
     order: dict[str, object] = {m: float(metrics[f"{stage}/{m}"]) for m in ORDER_METRICS if f"{stage}/{m}" in metrics}
     text = f"## {stage} results (per frame)\n\n{markdown_table(rows)}\n"
+    summary = summary_rows(metrics, stage)
+    if summary:
+        text += f"\n## {stage}: model against the identity baseline\n\n{markdown_table(summary)}\n"
     if order:
         text += "\n" + markdown_table([order]) + "\n"
     paths = {"md": out / f"{name}.md", "csv": out / f"{name}.csv", "json": out / f"{name}.json"}

@@ -438,6 +438,8 @@ def test_pack_refuses_a_stale_store(tiny_dataset: Path) -> None:
 
     out = pack_dataset(tiny_dataset, splits=["train"], show_progress=False)
     PackedSequenceDataset(out, "train")
+    (out / "ordinary").write_text("")  # the store gets a new file's usual permissions
+    assert {(out / name).stat().st_mode for name in ("train.npy", "train.json")} == {(out / "ordinary").stat().st_mode}
     frame = tiny_dataset / "00000" / "sharp" / "002.png"
     Image.fromarray(np.zeros((32, 40, 3), np.uint8)).save(frame)
     os.utime(frame, ns=(time.time_ns(), time.time_ns() + 10**9))

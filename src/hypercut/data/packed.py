@@ -21,7 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,10 +80,12 @@ def _pack_lock(out: Path) -> Iterator[None]:
 
 
 def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(tmp)`` to a unique temporary file beside ``path``, then rename it to ``path``."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    """``write(tmp)`` to a unique temporary file beside ``path``, then rename it to ``path``.
+
+    The name is unique (a random suffix) and the file is created by ``write``, with the usual
+    permissions (``tempfile.mkstemp`` would make it private to its owner).
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)

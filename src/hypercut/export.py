@@ -21,6 +21,7 @@ cannot name a function or any other code to run. The whole spec is checked befor
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,14 +61,17 @@ sub-package that exports it (``hypercut.models.<Name>``)."""
 
 
 def _target_names(classes: tuple[type[nn.Module], ...]) -> dict[str, type[nn.Module]]:
-    """``_target_`` strings accepted for each class: its defining module and its sub-package."""
+    """``_target_`` strings accepted for each class: its defining module and each enclosing package
+    that exports it (``hypercut.models.MultiFrameUNet``), so the names are also valid Hydra targets."""
     names: dict[str, type[nn.Module]] = {}
     for cls in classes:
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
             raise TypeError(f"MODEL_CLASSES: {cls!r} is not an nn.Module subclass")
         parts = cls.__module__.split(".")
         for depth in range(2, len(parts) + 1):
-            names[f"{'.'.join(parts[:depth])}.{cls.__qualname__}"] = cls
+            package = ".".join(parts[:depth])
+            if getattr(sys.modules.get(package), cls.__qualname__, None) is cls:
+                names[f"{package}.{cls.__qualname__}"] = cls
     return names
 
 

@@ -34,10 +34,11 @@ from common import (
 from torch import nn
 
 from hypercut.losses import NaiveLoss
-from hypercut.models import JinBlur2Vid, MultiFrameUNet, PurohitBlur2Vid, UNetConvLSTM
+from hypercut.models import JinBlur2Vid, MotionWarpNet, MultiFrameUNet, PurohitBlur2Vid, UNetConvLSTM
 from hypercut.perf import autocast, optimize_for_speed
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "motion_warp": MotionWarpNet,
     "multiframe_unet": MultiFrameUNet,
     "unet_convlstm": UNetConvLSTM,
     "purohit": PurohitBlur2Vid,

@@ -6,10 +6,10 @@ repeats after warm-up, with peak memory. Variants: ``fp32``; ``fp32_cl`` (channe
 ``bf16_cl_compile``. ``--api`` adds a row for ``hypercut.inference.deblur_image`` (the library's
 entry point, including the copy back to the CPU), when that module imports.
 
-On the CPU only ``MultiFrameUNet`` runs by default: the others take from tens of seconds to minutes
+On the CPU only ``MotionWarpNet`` (the default) and ``MultiFrameUNet`` run by default: the others take from tens of seconds to minutes
 per 1280x720 image on two cores (``--backbones all`` includes them).
 
-    PYTHONPATH=src python bench/inference_latency.py                       # CPU, MultiFrameUNet
+    PYTHONPATH=src python bench/inference_latency.py                       # CPU: MotionWarpNet, MultiFrameUNet
     PYTHONPATH=src python bench/inference_latency.py --device cuda --backbones all --out inference.json
 """
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     gpu = device.type == "cuda"
-    names = args.backbones or (["all"] if gpu else ["multiframe_unet"])
+    names = args.backbones or (["all"] if gpu else ["motion_warp", "multiframe_unet"])
     names = list(BACKBONES) if "all" in names else names
     unknown = set(names) - set(BACKBONES)
     if unknown:

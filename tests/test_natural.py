@@ -114,3 +114,27 @@ def test_datamodule_batches(library: PhotoLibrary) -> None:
     val = list(dm.val_dataloader())
     assert sum(b["blurry"].shape[0] for b in val) == 3 and val[0]["blurry"].shape[-1] == 40
     assert dm.has_split("test") and not dm.has_split("predict")
+
+
+def test_camera_order_puts_the_background_moving_right(library: PhotoLibrary) -> None:
+    from hypercut.data.natural import camera_motion, natural_scene
+
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        still_objects = MotionRecipe(camera=(8.0, 8.0), objects=(0, 0))
+        scene = natural_scene(rng, library.images("train"), (40, 40), 21, still_objects)  # natural_sample's scene
+        dx, dy = camera_motion(scene)
+        assert abs(np.hypot(dx, dy) - 8.0) < 3.0  # path length plus bend and shake
+        random = natural_sample(seed, library.images("train"), (40, 40), subframes=3,
+                                motion=MotionRecipe(camera=(8.0, 8.0), order="random", objects=(0, 0)))
+        canonical = natural_sample(seed, library.images("train"), (40, 40), subframes=3,
+                                   motion=MotionRecipe(camera=(8.0, 8.0), order="camera", objects=(0, 0)))
+        assert np.array_equal(canonical.blurry, random.blurry)
+        expected = random.sharp[::-1] if dx < 0 else random.sharp
+        assert np.array_equal(canonical.sharp, expected)
+        # the first frame's content sits left of the last frame's: shifting it right matches better
+        first, last = canonical.sharp[0].mean(2), canonical.sharp[-1].mean(2)
+        right = np.abs(first[:, :-4] - last[:, 4:]).mean()
+        left = np.abs(first[:, 4:] - last[:, :-4]).mean()
+        if abs(dx) > 3:
+            assert right < left, (seed, dx, dy)

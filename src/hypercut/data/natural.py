@@ -47,6 +47,7 @@ from hypercut.data.synth import (
 __all__ = [
     "OPENCV_DOC_DIR",
     "MotionRecipe",
+    "camera_motion",
     "NaturalSceneSet",
     "NaturalSceneStream",
     "PhotoLibrary",
@@ -194,6 +195,10 @@ class MotionRecipe:
         object_rotation: maximum layer rotation over the exposure, degrees.
         noise: range of the std of Gaussian sensor noise on the blurry image (display values).
         jpeg_probability: chance that the blurry image is JPEG-compressed (quality 60-95).
+        order: how the sharp frames are stored: ``"camera"`` puts them in the order in which the
+            background moves rightwards (downwards for a vertical pan), a convention a network can
+            read off the blurry image; ``"random"`` keeps the drawn direction, which is uniform, so
+            a sequence and its reverse are equally likely.
     """
 
     camera: tuple[float, float] = (1.0, 14.0)
@@ -207,6 +212,7 @@ class MotionRecipe:
     object_rotation: float = 10.0
     noise: tuple[float, float] = (0.0, 0.01)
     jpeg_probability: float = 0.0
+    order: str = "camera"
 
 
 def _photo_crop(rng: np.random.Generator, photo: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -335,10 +341,29 @@ def natural_sample(
     """
     motion = MotionRecipe() if motion is None else motion
     rng = np.random.default_rng(seed)
+    if motion.order not in ("camera", "random"):
+        raise ValueError(f"MotionRecipe.order: expected 'camera' or 'random', got {motion.order!r}")
     scene = natural_scene(rng, photos, size, num_frames * subframes, motion, gamma)
     sample = render_sample(scene, num_frames=num_frames, gamma=gamma)
     sample.blurry = _degrade(rng, sample.blurry, motion)
+    dx, dy = camera_motion(scene)
+    if motion.order == "camera" and (dx < 0 or (dx == 0 and dy < 0)):
+        sample.sharp = np.ascontiguousarray(sample.sharp[::-1])
+        sample.subframes = np.ascontiguousarray(sample.subframes[::-1])
     return sample
+
+
+def camera_motion(scene: Scene) -> tuple[float, float]:
+    """How far the background moves in the image over the exposure, at the image centre, in pixels.
+
+    The background's matrices map output pixels to texture coordinates, so content seen at the
+    image centre comes from texture point ``M_i @ centre``; the content moves the opposite way.
+    """
+    centre = np.array([(scene.width - 1) / 2, (scene.height - 1) / 2, 1.0])
+    m = scene.background.matrices
+    source = m[[0, -1]] @ centre  # (2, 2): texture point under the centre, first and last sub-frame
+    dx, dy = source[0] - source[1]
+    return float(dx), float(dy)
 
 
 class NaturalSceneStream(IterableDataset):

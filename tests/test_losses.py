@@ -28,30 +28,40 @@ from hypercut.losses.deblur import (
 # Fake canonicalisers (the real one lives in hypercut.ordering)
 # ----------------------------------------------------------------------------------------------------
 class BrightnessCanonicalizer(nn.Module):
-    """u_k = w * (mean(x_{1+k}) - mean(x_{T-k})): antisymmetric; canonical = u_0 >= 0 ("outer")."""
+    """u_k = w * (mean(x_{1+k}) - mean(x_{T-k})): antisymmetric; canonical = u_0 >= 0 ("outer").
+
+    Counts its forward passes in ``calls``.
+    """
 
     def __init__(self, weight: float = 5.0) -> None:
         super().__init__()
-        # Deliberately trainable: the loss must freeze it.
+        # Deliberately trainable: whoever owns it (the LitModule) must freeze it.
         self.weight = nn.Parameter(torch.tensor(weight))
+        self.calls = 0
 
-    def scores(self, pred: Tensor) -> Tensor:
+    def scores(self, pred: Tensor) -> tuple[Tensor, Tensor]:
+        self.calls += 1
         k = pred.shape[1] // 2
         means = pred.flatten(2).mean(-1)  # (B, T)
-        return self.weight * (means[:, :k] - means.flip(1)[:, :k])
+        u = self.weight * (means[:, :k] - means.flip(1)[:, :k])
+        return u, -u
 
-    def forward(self, sharp: Tensor) -> tuple[Tensor, Tensor]:
+    def flips(self, u: Tensor) -> Tensor:
+        return u[:, 0] < 0
+
+    def canonicalize(self, sharp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         with torch.no_grad():
-            flipped = self.scores(sharp)[:, 0] < 0
+            u, v = self.scores(sharp)
+            flipped = self.flips(u)
         canonical = torch.where(flipped[:, None, None, None, None], sharp.flip(1), sharp)
-        return canonical, flipped
+        return canonical, flipped, torch.where(flipped[:, None], v, u)
 
 
 class FlipAllCanonicalizer(BrightnessCanonicalizer):
     """Reverses every sample, whatever its scores."""
 
-    def forward(self, sharp: Tensor) -> tuple[Tensor, Tensor]:
-        return sharp.flip(1), torch.ones(sharp.shape[0], dtype=torch.bool)
+    def flips(self, u: Tensor) -> Tensor:
+        return torch.ones(u.shape[0], dtype=torch.bool)
 
 
 def _seq(b: int = 2, t: int = 5, h: int = 6, w: int = 7, seed: int = 0) -> Tensor:
@@ -170,7 +180,8 @@ def test_hypercut_flip_all_equals_naive_against_reversed(penalty: str, grad: boo
     s = _seq(t=5, seed=11)
     p = _seq(t=5, seed=10).requires_grad_(grad)
     canon = FlipAllCanonicalizer()
-    out = HyperCUTLoss(canon, alpha=0.2, alpha_warmup_steps=0, penalty=penalty, max_reg_grad_ratio=None)(p, s)
+    loss = HyperCUTLoss(alpha=0.2, alpha_warmup_steps=0, penalty=penalty, max_reg_grad_ratio=None)
+    out = loss(p, s, canonicalizer=canon)
     u = ref_scores(p.detach())
     reg = (torch.relu(-u) if penalty == "hinge" else torch.nn.functional.softplus(-u)).mean()
     expected = ref_charbonnier(p.detach(), s.flip(1)) + 0.2 * float(reg)
@@ -198,15 +209,15 @@ def test_hypercut_canonicalises_by_score() -> None:
 def test_hypercut_warmup_scales_only_the_regulariser() -> None:
     p, s = _seq(t=7, seed=13).requires_grad_(True), _seq(t=7, seed=14)
     canon = BrightnessCanonicalizer()
-    loss = HyperCUTLoss(canon, alpha=0.2, alpha_warmup_steps=100, penalty="softplus", max_reg_grad_ratio=None)
-    at0, mid, full = loss(p, s, step=0), loss(p, s, step=50), loss(p, s)
+    loss = HyperCUTLoss(alpha=0.2, alpha_warmup_steps=100, penalty="softplus", max_reg_grad_ratio=None)
+    at0, mid, full = (loss(p, s, step=step, canonicalizer=canon) for step in (0, 50, None))
     assert at0["loss"].item() == pytest.approx(at0["recon"].item())
     assert at0["alpha"].item() == 0.0
     assert mid["loss"].item() == pytest.approx(mid["recon"].item() + 0.1 * mid["reg"].item(), rel=1e-6)
     assert full["loss"].item() == pytest.approx(full["recon"].item() + 0.2 * full["reg"].item(), rel=1e-6)
     assert at0["reg"].item() == pytest.approx(full["reg"].item())  # diagnostics logged during warm-up too
     (g0,) = torch.autograd.grad(at0["loss"], p)
-    (g_rec,) = torch.autograd.grad(charbonnier(p, canon(s)[0]), p)
+    (g_rec,) = torch.autograd.grad(charbonnier(p, canon.canonicalize(s)[0]), p)
     torch.testing.assert_close(g0, g_rec)  # nothing from the regulariser during the first step
 
 
@@ -231,7 +242,7 @@ def test_hypercut_regulariser_gradient_is_capped(weight: float) -> None:
     out = hypercut_loss(pred, s, canon, alpha=0.2, alpha_warmup_steps=0, max_reg_grad_ratio=0.5)
     (g,) = torch.autograd.grad(out["loss"], pred)
     (g_rec,) = torch.autograd.grad(charbonnier(pred, s), pred)
-    (g_reg,) = torch.autograd.grad(side_penalty(canon.scores(pred), "hinge"), pred)
+    (g_reg,) = torch.autograd.grad(side_penalty(canon.scores(pred)[0], "hinge"), pred)
     w = out["alpha"].item()
     assert out["reg"].item() > 0 and g_reg.norm() > 0
     if weight > 1:  # huge scores: the cap binds
@@ -264,7 +275,7 @@ def test_hypercut_capped_loss_backpropagates_into_a_network() -> None:
     w = out["alpha"].item()
     assert 0 < w < 0.2
     pred = predict()
-    (charbonnier(pred, s) + w * side_penalty(canon.scores(pred), "hinge")).backward()
+    (charbonnier(pred, s) + w * side_penalty(canon.scores(pred)[0], "hinge")).backward()
     for a, b in zip(got, [p.grad for p in net.parameters()]):
         torch.testing.assert_close(a, b)
 
@@ -274,26 +285,25 @@ def test_hypercut_capped_loss_backpropagates_into_a_network() -> None:
 @pytest.mark.parametrize("ratio", [0.5, None])
 def test_hypercut_gradients_reach_pred_only(t: int, penalty: str, ratio: float | None) -> None:
     pred, s = _wrong_side_setup(t)
-    canon = BrightnessCanonicalizer()
-    loss = HyperCUTLoss(canon, alpha=0.2, alpha_warmup_steps=0, penalty=penalty, max_reg_grad_ratio=ratio)
-    loss.train()
-    assert not canon.training  # stays in eval mode
-    out = loss(pred, s)
+    canon = BrightnessCanonicalizer().requires_grad_(False)  # as the LitModule passes it
+    loss = HyperCUTLoss(alpha=0.2, alpha_warmup_steps=0, penalty=penalty, max_reg_grad_ratio=ratio)
+    out = loss(pred, s, canonicalizer=canon)
+    assert canon.calls == 2  # the ground truth once (its score is the logged gt_score), the prediction once
     assert all(torch.isfinite(v).all() for v in out.values())
     out["loss"].backward()
     assert pred.grad is not None and torch.isfinite(pred.grad).all()
-    assert canon.weight.grad is None and not canon.weight.requires_grad
+    assert canon.weight.grad is None
     # The regulariser contributes to the gradient.
     pred2 = pred.detach().clone().requires_grad_(True)
     loss.alpha = 0.0
-    loss(pred2, s)["loss"].backward()
+    loss(pred2, s, canonicalizer=canon)["loss"].backward()
     assert not torch.allclose(pred.grad, pred2.grad)
 
 
 def test_hypercut_released_value_and_sign() -> None:
     p, s = _seq(t=7, seed=17), _seq(t=7, seed=18)
     canon = BrightnessCanonicalizer()
-    out = HyperCUTReleasedLoss(canon, alpha=0.2)(p, s)
+    out = HyperCUTReleasedLoss(alpha=0.2)(p, s, canonicalizer=canon)
     reg = float(torch.nn.functional.softplus(ref_scores(p)).mean())
     expected = ref_order_invariant(p, s, "mse") + 0.2 * reg
     assert out["loss"].item() == pytest.approx(expected, rel=1e-5)
@@ -317,12 +327,12 @@ def test_all_losses_finite_with_gradients(t: int) -> None:
         NaiveLoss(),
         OrderInvariantLoss("l1"),
         OrderInvariantLoss("mse"),
-        HyperCUTLoss(canon),
-        HyperCUTReleasedLoss(canon),
+        HyperCUTLoss(),
+        HyperCUTReleasedLoss(),
     ]
     for module in modules:
         pred = _seq(t=t, seed=20).requires_grad_(True)
-        out = module(pred, s, step=10)
+        out = module(pred, s, step=10, canonicalizer=canon)  # the one call every loss module takes
         assert out["loss"].dim() == 0
         assert all(v.dim() == 0 and torch.isfinite(v) for v in out.values()), type(module).__name__
         out["loss"].backward()
@@ -346,8 +356,15 @@ def test_hypercut_loss_with_real_canonicalizer() -> None:
     s = _seq(b=2, t=5, h=16, w=16, seed=21)
     for penalty in ("hinge", "softplus"):
         pred = _seq(b=2, t=5, h=16, w=16, seed=22).requires_grad_(True)
-        out = HyperCUTLoss(canon, alpha_warmup_steps=0, penalty=penalty)(pred, s)
+        out = HyperCUTLoss(alpha_warmup_steps=0, penalty=penalty)(pred, s, canonicalizer=canon)
         out["loss"].backward()
         assert all(torch.isfinite(v) for v in out.values())
         assert pred.grad is not None and torch.isfinite(pred.grad).all()
         assert all(p.grad is None for p in canon.parameters())
+
+
+@pytest.mark.parametrize("loss", [HyperCUTLoss(), HyperCUTReleasedLoss()])
+def test_hypercut_losses_need_a_canonicalizer(loss: nn.Module) -> None:
+    assert loss.needs_canonicalizer and not NaiveLoss.needs_canonicalizer
+    with pytest.raises(ValueError, match="needs the frozen ordering model"):
+        loss(_seq(), _seq())

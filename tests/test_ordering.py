@@ -316,21 +316,36 @@ def test_flip_mask_rules() -> None:
 def test_canonicalizer_idempotent_and_reverse_invariant(rule: str) -> None:
     canon = OrderCanonicalizer(tiny_model(seed=1), rule=rule)
     sharp = torch.rand(12, 7, 3, 16, 16)
-    canonical, flipped = canon(sharp)
+    canonical, flipped, u_canonical = canon.canonicalize(sharp)
     assert flipped.dtype == torch.bool and flipped.shape == (12,)
     torch.testing.assert_close(canonical, torch.where(flipped[:, None, None, None, None], sharp.flip(1), sharp))
     assert torch.equal(canon.label(sharp), flipped)
-    twice, flipped_twice = canon(canonical)
+    # The scores returned are those of the canonical sequences, from the one forward pass.
+    torch.testing.assert_close(u_canonical, canon.scores(canonical)[0])
+    twice, flipped_twice, _ = canon(canonical)
     assert not flipped_twice.any()
     assert torch.equal(twice, canonical)
-    from_reverse, _ = canon(sharp.flip(1))
+    from_reverse, _, _ = canon(sharp.flip(1))
     if rule == "unanimous":  # only sequences whose pairs agree have one canonical order
-        u = canon.scores(sharp)
+        u, _ = canon.scores(sharp)
         consistent = (u > 0).all(1) | (u < 0).all(1)
         assert consistent.any()
         assert torch.equal(from_reverse[consistent], canonical[consistent])
     else:
         assert torch.equal(from_reverse, canonical)
+
+
+@pytest.mark.parametrize("antisymmetric", [True, False])
+def test_canonicalize_scores_the_ground_truth_once(antisymmetric: bool) -> None:
+    model = tiny_model(antisymmetric=antisymmetric, seed=2)
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    canon = OrderCanonicalizer(model, rule="outer")
+    sharp = torch.rand(6, 7, 3, 16, 16)
+    canonical, flipped, u = canon.canonicalize(sharp)
+    assert len(calls) == 1 and flipped.any()
+    # A reversed sequence's scores are its reverse scores v, also without antisymmetry.
+    torch.testing.assert_close(u, canon.scores(canonical)[0])
 
 
 def test_canonicalizer_frozen_but_differentiable_in_pred() -> None:
@@ -341,7 +356,7 @@ def test_canonicalizer_frozen_but_differentiable_in_pred() -> None:
     assert not canon.training and not model.training and not model.encoder.training
     before = {k: x.clone() for k, x in canon.state_dict().items()}
     pred = torch.rand(2, 7, 3, 16, 16, requires_grad=True)
-    F.softplus(-canon.scores(pred)).mean().backward()
+    F.softplus(-canon.scores(pred)[0]).mean().backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
     assert all(p.grad is None for p in canon.parameters())
     opt = torch.optim.SGD([pred], lr=1.0)  # a deblurring step never changes the canonicaliser

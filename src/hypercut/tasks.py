@@ -152,21 +152,19 @@ def _build_deblur(cfg: DictConfig) -> LightningModule:
     from hypercut.lit import DeblurLitModule
 
     m = cfg.model
+    loss = make(m.loss)
     canonicalizer = None
     if cfg.get("ordering_weights"):
         canonicalizer = make(m.canonicalizer, model=_ordering_model(cfg.ordering_weights))
-    loss_kwargs: dict[str, Any] = {}
-    if "canonicalizer" in m.loss:
-        if canonicalizer is None:
-            raise ConfigError(
-                f"model/loss={m.loss._target_.rsplit('.', 1)[-1]} needs a trained ordering model: add "
-                "ordering_weights=PATH (from `hypercut-train experiment=ordering`), or "
-                "ordering_weights=untrained for a smoke run, or use model/loss=naive"
-            )
-        loss_kwargs["canonicalizer"] = canonicalizer
+    elif getattr(loss, "needs_canonicalizer", False):
+        raise ConfigError(
+            f"model/loss={m.loss._target_.rsplit('.', 1)[-1]} needs a trained ordering model: add "
+            "ordering_weights=PATH (from `hypercut-train experiment=ordering`), or "
+            "ordering_weights=untrained for a smoke run, or use model/loss=naive"
+        )
     return DeblurLitModule(
         net=make(m.net),
-        loss=make(m.loss, **loss_kwargs),
+        loss=loss,
         canonicalizer=canonicalizer,
         optimizer=make(m.optimizer) if m.get("optimizer") else None,
         scheduler=make(m.scheduler) if m.get("scheduler") else None,
@@ -584,7 +582,7 @@ def label_order(cfg: DictConfig) -> dict[str, Any]:
     from rich.progress import track
 
     from hypercut.data import BlurSequenceDataset, resolve_metadata_path, write_metadata
-    from hypercut.ordering import OrderCanonicalizer
+    from hypercut.ordering import OrderCanonicalizer, flip_mask
 
     root = Path(cfg.data.root)
     source = resolve_metadata_path(root, cfg.data.metadata)
@@ -602,8 +600,8 @@ def label_order(cfg: DictConfig) -> dict[str, Any]:
         _, sharp = dataset.read_arrays(position)
         seq = torch.from_numpy(sharp).permute(0, 3, 1, 2).unsqueeze(0).to(device)
         with torch.inference_mode():
-            flipped = bool(canonicalizer.label(seq)[0])
-            u, _ = canonicalizer.model(seq)
+            u, _ = canonicalizer.scores(seq)
+        flipped = bool(flip_mask(u, canonicalizer.rule)[0])
         signs = torch.sign(u[0])
         inconsistent += int(not (bool((signs > 0).all()) or bool((signs < 0).all())))
         reversed_count += int(flipped)

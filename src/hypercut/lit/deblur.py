@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -12,7 +11,8 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from hypercut.lit.callbacks import OptimizerFactory, SchedulerFactory, configure_optimizers
-from hypercut.metrics import OrderingMetrics, VideoMetrics
+from hypercut.losses import Canonicalizer
+from hypercut.metrics import CanonicalOrderMetrics, OrderingMetrics, VideoMetrics
 
 
 class DeblurLitModule(LightningModule):
@@ -21,17 +21,25 @@ class DeblurLitModule(LightningModule):
     Logs ``train/loss`` (and the loss's other terms), and per stage (``val``/``test``) the plain and
     p-variant PSNR/SSIM per frame (``val/ppsnr``, ``val/ppsnr_f1`` ...), the same metrics for the
     identity baseline (the blurry input repeated T times, ``val/identity_ppsnr`` ...), and, when an
-    ordering model is given, the Hit/Con of the predictions (``val/pred_con3`` ...). ``validation_step``
-    returns the clamped prediction, which :class:`~hypercut.lit.ValidationMedia` turns into strips
-    and GIFs.
+    ordering model is given, the Hit/Con of the predictions (``val/pred_con3`` ...), their PSNR against
+    the ground truth in the canonical order (``val/canon_psnr``, ``val/canon_psnr_f1`` ...) and the
+    order they follow (``val/order_follows``, ``val/order_reversed``, ``val/order_symmetric``; see
+    :class:`~hypercut.metrics.CanonicalOrderMetrics`). ``validation_step`` returns the clamped
+    prediction, which :class:`~hypercut.lit.ValidationMedia` turns into strips and GIFs.
+
+    The frozen ordering model is given here, once: every training step calls
+    ``loss(pred, sharp, step=global_step, canonicalizer=canonicalizer)`` (the one call of
+    :class:`~hypercut.losses.DeblurLoss`), and every evaluation step canonicalises the ground truth
+    once and scores the prediction once.
 
     Args:
         net: the backbone.
-        loss: a module ``(pred, sharp) -> dict`` with key ``loss`` (see :mod:`hypercut.losses`). If its
-            ``forward`` accepts ``step``, it receives the global step (for warm-ups).
-        canonicalizer: optional frozen ordering model (:class:`hypercut.ordering.OrderCanonicalizer`)
-            used to measure how consistently the predictions are ordered. Defaults to the loss's own
-            ``canonicalizer`` when it has one.
+        loss: a module taking ``(pred, sharp, step=, canonicalizer=)`` and returning a dict with key
+            ``loss`` (see :mod:`hypercut.losses`).
+        canonicalizer: the frozen ordering model (:class:`~hypercut.losses.Canonicalizer`, e.g.
+            :class:`hypercut.ordering.OrderCanonicalizer`); required by a loss with
+            ``needs_canonicalizer``, optional otherwise (then it only measures the predictions' order).
+            If it is an ``nn.Module`` it is frozen here and kept in eval mode.
         optimizer: factory ``params -> Optimizer`` (a Hydra ``_partial_``); default Adam(lr=2e-4).
         scheduler: optional factory ``optimizer -> LRScheduler``, stepped every ``scheduler_interval``.
         scheduler_interval: ``"epoch"`` or ``"step"``.
@@ -44,7 +52,7 @@ class DeblurLitModule(LightningModule):
         self,
         net: nn.Module,
         loss: nn.Module,
-        canonicalizer: nn.Module | None = None,
+        canonicalizer: Canonicalizer | None = None,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
@@ -52,13 +60,17 @@ class DeblurLitModule(LightningModule):
         net_spec: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if canonicalizer is None and getattr(loss, "needs_canonicalizer", False):
+            raise ValueError(f"{type(loss).__name__} needs the frozen ordering model: pass canonicalizer=")
         self.save_hyperparameters(ignore=["net", "loss", "canonicalizer", "optimizer", "scheduler"])
         self.net = net
         self.loss = loss
-        self.canonicalizer = canonicalizer if canonicalizer is not None else getattr(loss, "canonicalizer", None)
+        if isinstance(canonicalizer, nn.Module):
+            canonicalizer.requires_grad_(False)
+            canonicalizer.eval()
+        self.canonicalizer = canonicalizer
         self.optimizer_factory = optimizer if optimizer is not None else partial(torch.optim.Adam, lr=2e-4)
         self.scheduler_factory = scheduler
-        self._loss_takes_step = "step" in inspect.signature(loss.forward).parameters
         self.val_metrics = VideoMetrics(num_frames, data_range=1.0)
         self.val_identity = VideoMetrics(num_frames, data_range=1.0)
         self.test_metrics = VideoMetrics(num_frames, data_range=1.0)
@@ -66,6 +78,22 @@ class DeblurLitModule(LightningModule):
         num_pairs = num_frames // 2
         self.val_order = OrderingMetrics(num_pairs) if self.canonicalizer is not None else None
         self.test_order = OrderingMetrics(num_pairs) if self.canonicalizer is not None else None
+        self.val_canonical = CanonicalOrderMetrics(num_frames) if self.canonicalizer is not None else None
+        self.test_canonical = CanonicalOrderMetrics(num_frames) if self.canonicalizer is not None else None
+
+    def train(self, mode: bool = True) -> DeblurLitModule:
+        """Sets the training mode of everything but the frozen ordering model (always in eval mode)."""
+        super().train(mode)
+        if isinstance(self.canonicalizer, nn.Module):
+            self.canonicalizer.eval()
+        return self
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Drops the ordering model's second copy that checkpoints kept under ``loss.canonicalizer.``
+        while the losses held it (the same weights are under ``canonicalizer.``)."""
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("loss.canonicalizer.")]:
+            del state[key]
 
     def forward(self, blurry: Tensor) -> Tensor:
         """Shape: ``(B, 3, H, W) -> (B, T, 3, H, W)``."""
@@ -80,8 +108,7 @@ class DeblurLitModule(LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         pred = self._predict(batch)
-        kwargs = {"step": self.global_step} if self._loss_takes_step else {}
-        terms = self.loss(pred, batch["sharp"], **kwargs)
+        terms = self.loss(pred, batch["sharp"], step=self.global_step, canonicalizer=self.canonicalizer)
         loss = terms["loss"]
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -96,17 +123,22 @@ class DeblurLitModule(LightningModule):
     def _evaluate(self, batch: dict[str, Any], stage: str) -> Tensor:
         blurry, sharp = batch["blurry"], batch["sharp"]
         pred = self._predict(batch).clamp(0, 1)
-        metrics, identity, order = (
-            (self.val_metrics, self.val_identity, self.val_order)
-            if stage == "val"
-            else (self.test_metrics, self.test_identity, self.test_order)
-        )
+        metrics, identity, order, canonical_metrics = self._stage_metrics(stage)
         metrics.update(pred.float(), sharp.float())
         identity.update(blurry.unsqueeze(1).expand_as(sharp).float(), sharp.float())
-        if order is not None and self.canonicalizer is not None:
-            u, v = self.canonicalizer.model(pred.float())  # type: ignore[operator]
+        if self.canonicalizer is not None and order is not None and canonical_metrics is not None:
+            canonical, _, _ = self.canonicalizer.canonicalize(sharp.float())
+            u, v = self.canonicalizer.scores(pred.float())
             order.update(u, v)
+            canonical_metrics.update(pred.float(), canonical)
         return pred
+
+    def _stage_metrics(
+        self, stage: str
+    ) -> tuple[VideoMetrics, VideoMetrics, OrderingMetrics | None, CanonicalOrderMetrics | None]:
+        if stage == "val":
+            return self.val_metrics, self.val_identity, self.val_order, self.val_canonical
+        return self.test_metrics, self.test_identity, self.test_order, self.test_canonical
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Returns the prediction clamped to [0, 1]; Shape: ``(B, T, 3, H, W)``."""
@@ -116,16 +148,15 @@ class DeblurLitModule(LightningModule):
         self._evaluate(batch, "test")
 
     def _log_stage(self, stage: str) -> None:
-        metrics, identity, order = (
-            (self.val_metrics, self.val_identity, self.val_order)
-            if stage == "val"
-            else (self.test_metrics, self.test_identity, self.test_order)
-        )
+        metrics, identity, order, canonical_metrics = self._stage_metrics(stage)
         values = {f"{stage}/{k}": v for k, v in metrics.compute().items()}
         values.update({f"{stage}/identity_{k}": v for k, v in identity.compute().items() if "psnr" in k or "ssim" in k})
         if order is not None:
             values.update({f"{stage}/pred_{k}": v for k, v in order.compute().items()})
             order.reset()
+        if canonical_metrics is not None:
+            values.update({f"{stage}/{k}": v for k, v in canonical_metrics.compute().items()})
+            canonical_metrics.reset()
         # Already reduced over ranks by torchmetrics; sync_dist only tells Lightning so (same values).
         self.log_dict(values, sync_dist=True)
         metrics.reset()

@@ -7,6 +7,7 @@ return a dict with key ``loss``.
 from hypercut.losses.deblur import (
     BestDirectionLoss,
     Canonicalizer,
+    DeblurLoss,
     HyperCUTLoss,
     HyperCUTReleasedLoss,
     NaiveLoss,
@@ -30,6 +31,7 @@ from hypercut.losses.ordering import (
 __all__ = [
     "BestDirectionLoss",
     "Canonicalizer",
+    "DeblurLoss",
     "HyperCUTLoss",
     "HyperCUTOrderingLoss",
     "HyperCUTReleasedLoss",

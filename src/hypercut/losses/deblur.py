@@ -7,14 +7,18 @@ as ``train/<key>``.
 Sequences are ``(B, T, C, H, W)`` float tensors in [0, 1]; ``T`` may be any value ``>= 2`` unless
 stated otherwise.
 
-The HyperCUT losses need a frozen ordering model. They are written against the small
-:class:`Canonicalizer` protocol (``hypercut.ordering.OrderCanonicalizer`` satisfies it), so any
-object with the two methods works, e.g. a stub in a test.
+Every loss module takes the same call, ``loss(pred, sharp, step=None, canonicalizer=None)`` (see
+:class:`DeblurLoss`): ``step`` is the global training step (for warm-ups), ``canonicalizer`` the
+frozen ordering model, which the caller owns and passes on every call (a
+:class:`~hypercut.lit.DeblurLitModule` is given it once). The losses that need it say so with
+``needs_canonicalizer``. They are written against the small :class:`Canonicalizer` protocol
+(``hypercut.ordering.OrderCanonicalizer`` satisfies it), so any object with its two methods works,
+e.g. a stub in a test.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +26,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "Canonicalizer",
+    "DeblurLoss",
     "HyperCUTLoss",
     "HyperCUTReleasedLoss",
     "NaiveLoss",
@@ -41,29 +46,63 @@ Penalty = Literal["hinge", "softplus"]
 
 @runtime_checkable
 class Canonicalizer(Protocol):
-    """What the HyperCUT losses need from a frozen ordering model.
+    """What the HyperCUT losses and :class:`~hypercut.lit.DeblurLitModule` need from a frozen ordering model.
 
-    ``hypercut.ordering.OrderCanonicalizer`` implements it.
+    Two calls, each one forward pass of the ordering model: the ground truth is canonicalised (and
+    scored) once, a prediction is scored once. ``hypercut.ordering.OrderCanonicalizer`` implements it.
     """
 
-    def __call__(self, sharp: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ``(canonical, flipped)``: ``sharp`` with the flipped samples reversed in time.
+    def canonicalize(self, sharp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Return ``(canonical, flipped, u)``, without gradients.
+
+        ``canonical`` is ``sharp`` with the flipped samples reversed in time, ``flipped`` says which,
+        and ``u`` are the pair scores of ``canonical`` (positive = canonical side).
 
         Shape:
             - sharp: ``(B, T, C, H, W)``
             - canonical: ``(B, T, C, H, W)``
             - flipped: ``(B,)`` bool
+            - u: ``(B, K)`` with ``K = T // 2``
         """
         ...
 
-    def scores(self, pred: Tensor) -> Tensor:
-        """Return the pair scores ``u`` (positive = canonical side), differentiable w.r.t. ``pred``.
+    def scores(self, pred: Tensor) -> tuple[Tensor, Tensor]:
+        """Return the pair scores ``(u, v)`` of ``pred`` and of its reversed pairs, differentiable in ``pred``.
+
+        ``u > 0``: the pair lies on the canonical side.
 
         Shape:
             - pred: ``(B, T, C, H, W)``
-            - output: ``(B, K)`` with ``K = T // 2``
+            - u, v: ``(B, K)`` with ``K = T // 2``
         """
         ...
+
+
+class DeblurLoss(nn.Module):
+    """Base of the deblurring loss modules: the one call they all take.
+
+    ``forward(pred, sharp, step=None, canonicalizer=None)`` returns a dict with the scalar ``"loss"``
+    and detached scalar diagnostics. ``step`` is the global training step (``None`` outside
+    training), ``canonicalizer`` the frozen ordering model; a loss ignores what it does not use.
+    ``needs_canonicalizer`` is True for the losses that cannot run without one.
+
+    Shape:
+        - forward(pred, sharp, step, canonicalizer): ``(B, T, C, H, W)`` each
+        - output values: ``()``
+    """
+
+    needs_canonicalizer: ClassVar[bool] = False
+
+    def forward(
+        self, pred: Tensor, sharp: Tensor, step: int | None = None, canonicalizer: Canonicalizer | None = None
+    ) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+def _required(canonicalizer: Canonicalizer | None, loss: DeblurLoss) -> Canonicalizer:
+    if canonicalizer is None:
+        raise ValueError(f"{type(loss).__name__} needs the frozen ordering model: pass canonicalizer=")
+    return canonicalizer
 
 
 def _check_pair(pred: Tensor, sharp: Tensor) -> None:
@@ -123,14 +162,15 @@ def naive_loss(pred: Tensor, sharp: Tensor, eps: float = 1e-3) -> Tensor:
     return charbonnier(pred, sharp, eps)
 
 
-class NaiveLoss(nn.Module):
+class NaiveLoss(DeblurLoss):
     """Module form of :func:`naive_loss`.
 
     Args:
         eps: Charbonnier smoothing constant.
 
     Shape:
-        - forward(pred, sharp, step=None): ``(B, T, C, H, W)`` each; ``step`` is ignored
+        - forward(pred, sharp, step=None, canonicalizer=None): ``(B, T, C, H, W)`` each; ``step`` and
+          ``canonicalizer`` are ignored
         - output: ``{"loss": ()}``
 
     Example:
@@ -143,9 +183,9 @@ class NaiveLoss(nn.Module):
         super().__init__()
         self.eps = eps
 
-    def forward(self, pred: Tensor, sharp: Tensor, step: int | None = None) -> dict[str, Tensor]:
-        # ``step`` is accepted (and ignored) so that every loss module takes the same call.
-        del step
+    def forward(
+        self, pred: Tensor, sharp: Tensor, step: int | None = None, canonicalizer: Canonicalizer | None = None
+    ) -> dict[str, Tensor]:
         return {"loss": naive_loss(pred, sharp, self.eps)}
 
 
@@ -182,14 +222,15 @@ def best_direction_loss(pred: Tensor, sharp: Tensor, eps: float = 1e-3) -> tuple
     return torch.where(flipped, backward, forward).mean(), flipped
 
 
-class BestDirectionLoss(nn.Module):
+class BestDirectionLoss(DeblurLoss):
     """Module form of :func:`best_direction_loss`.
 
     Args:
         eps: Charbonnier smoothing constant.
 
     Shape:
-        - forward(pred, sharp, step=None): ``(B, T, C, H, W)`` each; ``step`` is ignored
+        - forward(pred, sharp, step=None, canonicalizer=None): ``(B, T, C, H, W)`` each; ``step`` and
+          ``canonicalizer`` are ignored
         - output: ``{"loss": (), "flipped": ()}`` (the fraction of samples matched reversed)
     """
 
@@ -197,8 +238,9 @@ class BestDirectionLoss(nn.Module):
         super().__init__()
         self.eps = eps
 
-    def forward(self, pred: Tensor, sharp: Tensor, step: int | None = None) -> dict[str, Tensor]:
-        del step
+    def forward(
+        self, pred: Tensor, sharp: Tensor, step: int | None = None, canonicalizer: Canonicalizer | None = None
+    ) -> dict[str, Tensor]:
         loss, flipped = best_direction_loss(pred, sharp, self.eps)
         return {"loss": loss, "flipped": flipped.float().mean()}
 
@@ -280,7 +322,7 @@ def order_invariant_loss(
     return total / t
 
 
-class OrderInvariantLoss(nn.Module):
+class OrderInvariantLoss(DeblurLoss):
     """Module form of :func:`order_invariant_loss` (Jin et al. 2018).
 
     Args:
@@ -289,7 +331,8 @@ class OrderInvariantLoss(nn.Module):
         supervise_middle: Supervise the middle frame directly when ``T`` is odd.
 
     Shape:
-        - forward(pred, sharp, step=None): ``(B, T, C, H, W)`` each; ``step`` is ignored
+        - forward(pred, sharp, step=None, canonicalizer=None): ``(B, T, C, H, W)`` each; ``step`` and
+          ``canonicalizer`` are ignored
         - output: ``{"loss": ()}``
     """
 
@@ -301,8 +344,9 @@ class OrderInvariantLoss(nn.Module):
         self.eps = eps
         self.supervise_middle = supervise_middle
 
-    def forward(self, pred: Tensor, sharp: Tensor, step: int | None = None) -> dict[str, Tensor]:
-        del step  # same call as every loss module
+    def forward(
+        self, pred: Tensor, sharp: Tensor, step: int | None = None, canonicalizer: Canonicalizer | None = None
+    ) -> dict[str, Tensor]:
         loss = order_invariant_loss(pred, sharp, self.distance, self.eps, self.supervise_middle)
         return {"loss": loss}
 
@@ -360,13 +404,6 @@ def side_penalty(scores: Tensor, penalty: Penalty = "hinge") -> Tensor:
     if penalty == "softplus":
         return F.softplus(-scores).mean()
     raise ValueError(f"penalty must be 'hinge' or 'softplus', got {penalty!r}")
-
-
-def _freeze(canonicalizer: Canonicalizer) -> None:
-    # The contract says the canonicaliser is frozen; enforce it in case a caller passes a bare model.
-    if isinstance(canonicalizer, nn.Module):
-        canonicalizer.requires_grad_(False)
-        canonicalizer.eval()
 
 
 def hypercut_loss(
@@ -431,14 +468,13 @@ def hypercut_loss(
     if max_reg_grad_ratio is not None and max_reg_grad_ratio < 0:
         raise ValueError(f"max_reg_grad_ratio must be >= 0 or None, got {max_reg_grad_ratio}")
     with torch.no_grad():
-        canonical, flipped = canonicalizer(sharp)
-        u_gt = canonicalizer.scores(canonical)
+        canonical, flipped, u_gt = canonicalizer.canonicalize(sharp)
     recon = charbonnier(pred, canonical, eps)
     a = alpha_schedule(step, alpha, alpha_warmup_steps)
     track = torch.is_grad_enabled() and pred.requires_grad
 
     if a > 0 and track:
-        u = canonicalizer.scores(pred)
+        u, _ = canonicalizer.scores(pred)
         reg = side_penalty(u, penalty)
         if max_reg_grad_ratio is None:
             w = torch.tensor(a, device=pred.device)
@@ -456,7 +492,7 @@ def hypercut_loss(
     else:
         # No regulariser gradient needed: skip the backward pass through the ordering model.
         with torch.no_grad():
-            u = canonicalizer.scores(pred)
+            u, _ = canonicalizer.scores(pred)
             reg = side_penalty(u, penalty)
         w = torch.tensor(a, device=pred.device)
         loss = recon + a * reg if a > 0 else recon
@@ -474,15 +510,14 @@ def hypercut_loss(
     return {"loss": loss, **diag}
 
 
-class HyperCUTLoss(nn.Module):
+class HyperCUTLoss(DeblurLoss):
     """Module form of :func:`hypercut_loss` (the paper's claim, with stable defaults).
 
-    The canonicaliser is frozen here (``requires_grad_(False)``, kept in eval mode even when the
-    module is put in training mode) if it is an ``nn.Module``; gradients flow through it to ``pred``
-    only. Pass the global step to ``forward`` for the ``alpha`` warm-up.
+    ``forward`` needs the frozen ordering model (``canonicalizer=``, see :class:`Canonicalizer`);
+    gradients flow through it to ``pred`` only when it is frozen (``OrderCanonicalizer`` and
+    :class:`~hypercut.lit.DeblurLitModule` freeze it). Pass the global step for the ``alpha`` warm-up.
 
     Args:
-        canonicalizer: Frozen ordering model (see :class:`Canonicalizer`).
         alpha: Final regulariser weight (paper: 0.2).
         alpha_warmup_steps: Linear warm-up length in steps; 0 disables it.
         penalty: ``"hinge"`` (default) or ``"softplus"`` (paper).
@@ -491,13 +526,14 @@ class HyperCUTLoss(nn.Module):
         eps: Charbonnier constant.
 
     Shape:
-        - forward(pred, sharp, step=None): ``(B, T, C, H, W)`` each
+        - forward(pred, sharp, step=None, canonicalizer): ``(B, T, C, H, W)`` each
         - output: dict of scalars, see :func:`hypercut_loss`.
     """
 
+    needs_canonicalizer = True
+
     def __init__(
         self,
-        canonicalizer: Canonicalizer,
         alpha: float = 0.2,
         alpha_warmup_steps: int = 1000,
         penalty: Penalty = "hinge",
@@ -511,25 +547,19 @@ class HyperCUTLoss(nn.Module):
             raise ValueError(f"alpha_warmup_steps must be >= 0, got {alpha_warmup_steps}")
         if max_reg_grad_ratio is not None and max_reg_grad_ratio < 0:
             raise ValueError(f"max_reg_grad_ratio must be >= 0 or None, got {max_reg_grad_ratio}")
-        _freeze(canonicalizer)
-        self.canonicalizer = canonicalizer
         self.alpha = alpha
         self.alpha_warmup_steps = alpha_warmup_steps
         self.penalty: Penalty = penalty
         self.max_reg_grad_ratio = max_reg_grad_ratio
         self.eps = eps
 
-    def train(self, mode: bool = True) -> HyperCUTLoss:
-        super().train(mode)
-        if isinstance(self.canonicalizer, nn.Module):
-            self.canonicalizer.eval()
-        return self
-
-    def forward(self, pred: Tensor, sharp: Tensor, step: int | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, pred: Tensor, sharp: Tensor, step: int | None = None, canonicalizer: Canonicalizer | None = None
+    ) -> dict[str, Tensor]:
         return hypercut_loss(
             pred,
             sharp,
-            self.canonicalizer,
+            _required(canonicalizer, self),
             alpha=self.alpha,
             alpha_warmup_steps=self.alpha_warmup_steps,
             step=step,
@@ -570,31 +600,33 @@ def hypercut_released_loss(
         - output values: ``()``
     """
     recon = order_invariant_loss(pred, sharp, distance, supervise_middle=supervise_middle)
-    u = canonicalizer.scores(pred)
+    u, _ = canonicalizer.scores(pred)
     reg = F.softplus(u).mean()
     return {"loss": recon + alpha * reg, "recon": recon.detach(), "reg": reg.detach()}
 
 
-class HyperCUTReleasedLoss(nn.Module):
+class HyperCUTReleasedLoss(DeblurLoss):
     """Module form of :func:`hypercut_released_loss` — the released code's loss, for comparison only.
 
     Note the sign: it adds ``alpha * softplus(+u)``, pushing predictions to the side opposite to the
     one the released code's own labelling calls canonical. Use :class:`HyperCUTLoss` to train.
 
+    ``forward`` needs the frozen ordering model (``canonicalizer=``); only its ``scores`` are used.
+
     Args:
-        canonicalizer: Frozen ordering model (frozen here if it is an ``nn.Module``).
         alpha: Regulariser weight.
         distance: Distance of the order-invariant term (released: ``"mse"``).
         supervise_middle: Supervise the middle frame directly when ``T`` is odd (released: no).
 
     Shape:
-        - forward(pred, sharp, step=None): ``(B, T, C, H, W)`` each; ``step`` is ignored
+        - forward(pred, sharp, step=None, canonicalizer): ``(B, T, C, H, W)`` each; ``step`` is ignored
         - output: ``{"loss", "recon", "reg"}`` scalars.
     """
 
+    needs_canonicalizer = True
+
     def __init__(
         self,
-        canonicalizer: Canonicalizer,
         alpha: float = 0.2,
         distance: Distance = "mse",
         supervise_middle: bool = True,
@@ -602,21 +634,13 @@ class HyperCUTReleasedLoss(nn.Module):
         super().__init__()
         if distance not in ("l1", "mse"):
             raise ValueError(f"distance must be 'l1' or 'mse', got {distance!r}")
-        _freeze(canonicalizer)
-        self.canonicalizer = canonicalizer
         self.alpha = alpha
         self.distance: Distance = distance
         self.supervise_middle = supervise_middle
 
-    def train(self, mode: bool = True) -> HyperCUTReleasedLoss:
-        super().train(mode)
-        if isinstance(self.canonicalizer, nn.Module):
-            self.canonicalizer.eval()
-        return self
-
-    def forward(self, pred: Tensor, sharp: Tensor, step: int | None = None) -> dict[str, Tensor]:
-        # ``step`` is accepted (and ignored) so that every loss module takes the same call.
-        del step
+    def forward(
+        self, pred: Tensor, sharp: Tensor, step: int | None = None, canonicalizer: Canonicalizer | None = None
+    ) -> dict[str, Tensor]:
         return hypercut_released_loss(
-            pred, sharp, self.canonicalizer, self.alpha, self.distance, self.supervise_middle
+            pred, sharp, _required(canonicalizer, self), self.alpha, self.distance, self.supervise_middle
         )

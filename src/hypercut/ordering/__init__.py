@@ -5,7 +5,7 @@ Example:
     >>> from hypercut.ordering import Hyperplane, OrderCanonicalizer, OrderingModel, PairEncoder
     >>> model = OrderingModel(PairEncoder(), Hyperplane(128, seed=0))  # antisymmetric by default
     >>> u, v = model(torch.rand(2, 7, 3, 64, 64))  # (2, 3) each, v == -u
-    >>> canonical, flipped = OrderCanonicalizer(model, rule="outer")(torch.rand(2, 7, 3, 64, 64))
+    >>> canonical, flipped, u = OrderCanonicalizer(model, rule="outer")(torch.rand(2, 7, 3, 64, 64))
 """
 
 from hypercut.ordering.canonical import LABEL_RULES, OrderCanonicalizer, flip_mask, flip_sequences

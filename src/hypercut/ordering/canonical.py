@@ -78,9 +78,12 @@ class OrderCanonicalizer(nn.Module):
         model: A trained :class:`OrderingModel`.
         rule: Label rule, ``"outer"`` (default), ``"vote"`` or ``"unanimous"`` (released).
 
+    It implements :class:`hypercut.losses.Canonicalizer`: :meth:`canonicalize` for the ground truth,
+    :meth:`scores` for predictions.
+
     Shape:
         - Input: ``(B, T, C, H, W)``.
-        - Output: ``(canonical, flipped)``: ``(B, T, C, H, W)`` and ``(B,)`` bool.
+        - Output: ``(canonical, flipped, u)``: ``(B, T, C, H, W)``, ``(B,)`` bool and ``(B, T // 2)``.
     """
 
     def __init__(self, model: OrderingModel, rule: str = "outer") -> None:
@@ -96,24 +99,39 @@ class OrderCanonicalizer(nn.Module):
         """Always stays in eval mode (the ordering model is frozen); ``mode`` is ignored."""
         return super().train(False)
 
-    def scores(self, pred: Tensor) -> Tensor:
-        """Forward pair scores ``u`` of ``pred``, differentiable in ``pred`` (never in the weights).
+    def scores(self, pred: Tensor) -> tuple[Tensor, Tensor]:
+        """Pair scores ``(u, v)`` of ``pred``, differentiable in ``pred`` (never in the weights).
 
         Shape:
             - pred: ``(B, T, C, H, W)``.
-            - Output: ``(B, T // 2)``.
+            - u, v: ``(B, T // 2)``.
         """
-        u, _ = self.model(pred)
-        return u
+        u, v = self.model(pred)
+        return u, v
+
+    def canonicalize(self, sharp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(canonical, flipped, u)``: ``sharp`` in its canonical order, which samples were reversed,
+        and the pair scores of ``canonical``, from one forward pass of the model (no gradients).
+
+        Reversing a sequence swaps the two frames of every pair, so the scores of a reversed sample
+        are its reverse scores ``v``: nothing is scored twice.
+
+        Shape:
+            - sharp: ``(B, T, C, H, W)``.
+            - canonical: ``(B, T, C, H, W)``; flipped: ``(B,)`` bool; u: ``(B, T // 2)``.
+        """
+        with torch.no_grad():
+            u, v = self.model(sharp)
+            flipped = flip_mask(u, self.rule)
+            return flip_sequences(sharp, flipped), flipped, torch.where(flipped[:, None], v, u)
 
     def label(self, sharp: Tensor) -> Tensor:
         """The ``(B,)`` bool flip mask of ``sharp`` (True: reverse it to get the canonical order)."""
-        with torch.no_grad():
-            return flip_mask(self.scores(sharp), self.rule)
+        return self.canonicalize(sharp)[1]
 
-    def forward(self, sharp: Tensor) -> tuple[Tensor, Tensor]:
-        flipped = self.label(sharp)
-        return flip_sequences(sharp, flipped), flipped
+    def forward(self, sharp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Same as :meth:`canonicalize`."""
+        return self.canonicalize(sharp)
 
     def extra_repr(self) -> str:
         return f"rule={self.rule!r}"

@@ -50,6 +50,18 @@ def _data_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="synthetic")
     p.add_argument("--workers", type=int, default=1, help="parallel rendering processes")
 
+    p = sub.add_parser("natural", help="write scenes composed from bundled photographs (split by photo)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--num-samples", type=int, default=200)
+    p.add_argument("--num-frames", type=int, default=7, help="sharp frames per sample (T)")
+    p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subframes", type=int, default=5, help="sub-frames per sharp frame (odd)")
+    p.add_argument("--splits", type=_fractions, default=(0.8, 0.1, 0.1), help="train,val,test fractions")
+    p.add_argument("--sources", nargs="+", default=["skimage", "opencv-doc"], choices=("skimage", "opencv-doc"))
+    p.add_argument("--order", choices=("camera", "random"), default="camera", help="frame order convention")
+    p.add_argument("--name", default="natural")
+
     p = sub.add_parser("from-video", help="average windows of a high-frame-rate video into blurry images")
     p.add_argument("video", help="video file or folder of frames")
     p.add_argument("out", help="output folder")
@@ -77,13 +89,13 @@ def _data_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", nargs="+", default=None, choices=("train", "val", "test"))
 
     for action in sub.choices.values():
-        if action.prog.split()[-1] in ("synth", "from-video", "pack"):
+        if action.prog.split()[-1] in ("synth", "natural", "from-video", "pack"):
             action.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def data_main(argv: Sequence[str] | None = None) -> int:
-    """``hypercut-data synth|from-video|validate|pack``.
+    """``hypercut-data synth|natural|from-video|validate|pack``.
 
     Returns:
         0 on success; 1 when ``validate`` finds problems or a command fails on bad input.
@@ -108,6 +120,23 @@ def data_main(argv: Sequence[str] | None = None) -> int:
                 name=args.name,
                 bit_depth=args.bit_depth,
                 workers=args.workers,
+                show_progress=not args.quiet,
+            )
+            print(f"wrote {args.num_samples} samples to {path} in {time.perf_counter() - start:.1f} s")
+        elif args.command == "natural":
+            from hypercut.data.natural import MotionRecipe, PhotoLibrary, write_natural_dataset
+
+            path = write_natural_dataset(
+                args.out,
+                args.num_samples,
+                num_frames=args.num_frames,
+                size=tuple(args.size),
+                seed=args.seed,
+                subframes=args.subframes,
+                splits=args.splits,
+                motion=MotionRecipe(order=args.order),
+                library=PhotoLibrary.from_sources(args.sources),
+                name=args.name,
                 show_progress=not args.quiet,
             )
             print(f"wrote {args.num_samples} samples to {path} in {time.perf_counter() - start:.1f} s")

@@ -163,7 +163,7 @@ def _build_deblur(cfg: DictConfig) -> LightningModule:
             "ordering_weights=untrained for a smoke run, or use model/loss=naive"
         )
     return DeblurLitModule(
-        net=make(m.net),
+        net=_initial_net(cfg),
         loss=loss,
         canonicalizer=canonicalizer,
         optimizer=make(m.optimizer) if m.get("optimizer") else None,
@@ -172,6 +172,23 @@ def _build_deblur(cfg: DictConfig) -> LightningModule:
         num_frames=cfg.num_frames,
         net_spec=dict(OmegaConf.to_container(m.net, resolve=True)),  # type: ignore[arg-type]
     )
+
+
+def _initial_net(cfg: DictConfig) -> torch.nn.Module:
+    """``model.net``, starting from the weights of ``init_weights`` (a file or a zoo name) when set."""
+    net = make(cfg.model.net)
+    init = cfg.get("init_weights")
+    if init:
+        source = load_pretrained(init)
+        if type(source) is not type(net):
+            raise ConfigError(
+                f"init_weights={init}: holds a {type(source).__name__}, but model/net builds a {type(net).__name__}"
+            )
+        try:
+            net.load_state_dict(source.state_dict())
+        except RuntimeError as err:
+            raise ConfigError(f"init_weights={init}: does not fit model/net ({err})") from err
+    return net
 
 
 UNTRAINED = "untrained"

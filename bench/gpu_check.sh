@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# One run on a lent GPU machine: environment, GPU tests, bf16 benchmarks, the deblurring training proof.
+# One run on a lent GPU machine: environment, GPU tests, bf16 benchmarks, then the study's own
+# `hypercut-train` commands (the ordering run and one seed of experiment=study) and its report.
 #
 #   bash bench/gpu_check.sh        # from the repository root; results in $OUT (default bench/results/gpu)
 #
-# Needs python3 with torch, torchmetrics, lightning and pytest (no Hydra, kornia, albumentations, wandb
-# or PyAV: only hypercut's torch-only layers are imported, with PYTHONPATH=src). Ends within
-# GPU_CHECK_BUDGET_S seconds (default 465, i.e. under 8 minutes): every stage runs under `timeout`, capped
-# by the time left, and the training proof gets whatever the earlier stages left (at most 330 s).
-# GPU_CHECK_QUICK=1 DEVICE=cpu runs the same stages with --quick settings (to try the script itself).
+# Needs python3 with torch, torchmetrics, lightning, pytest, PyYAML and matplotlib (the GPU image has
+# them) plus Hydra, which it lacks. Download its three pure-Python wheels here once (hydra-core 1.3,
+# omegaconf 2.3, antlr4-python3-runtime 4.9.3, with the device README's `pip download` line into .whl/),
+# carry `.whl` to the machine and install them there before this script, in two lines:
+#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+#   export PYTHONPATH=/tmp/site
+# albumentations, wandb and PyAV are not needed (the study logs to CSV and writes no video). hypercut
+# runs from src/ (this script adds it to PYTHONPATH); `hypercut-train` is `python3 -c "from hypercut.cli
+# import train_main; train_main()"`. Ends within GPU_CHECK_BUDGET_S seconds (default 465, i.e. under
+# 8 minutes): every stage runs under `timeout`, capped by the time left; the study gets whatever the
+# earlier stages left (at most 330 s). GPU_CHECK_QUICK=1 DEVICE=cpu runs the same stages with --quick
+# settings (to try the script itself).
 #
-# Files written directly under $OUT (8 at most):
+# Files written directly under $OUT (8 at most); the runs themselves go to $RUNS (default /tmp/gpu_runs):
 #   gpu_check.log  everything printed          pytest.log     the GPU tests
-#   ordering.json  deblur.json  inference.json  gpu_train.json  gpu_train.md
+#   ordering.json  deblur.json  inference.json  study.json  study.md (bench/study_report.py's tables)
 #   bench.json     all of the above merged, with the machine and each stage's exit status
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +29,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1 WANDB_MODE=disabled
 export PYTHON="${PYTHON:-python3}"
 export DEVICE="${DEVICE:-cuda}"
+RUNS="${RUNS:-/tmp/gpu_runs}"
 TOTAL="${GPU_CHECK_BUDGET_S:-465}"
 START=$(date +%s)
 STATUS_FILE="$(mktemp)"
@@ -57,7 +66,7 @@ merged = {"stages": {}, "elapsed_s": int(sys.argv[3])}
 for line in open(status_file):
     name, rc, secs = line.split()
     merged["stages"][name] = {"rc": rc, "seconds": int(secs)}
-for name in ("ordering", "deblur", "inference", "gpu_train"):
+for name in ("ordering", "deblur", "inference", "study"):
     path = os.path.join(out, name + ".json")
     if os.path.exists(path):
         try:
@@ -78,33 +87,28 @@ EOF
 
 run_tests() {
     set -o pipefail
-    if "$PYTHON" -c "import pytest" 2>/dev/null; then
-        "$PYTHON" -m pytest tests/test_gpu.py -m gpu -q -p no:cacheprovider --noconftest -rA 2>&1 | tee "$OUT/pytest.log"
-    else
-        echo "pytest missing: running the checks of tests/test_gpu.py directly" | tee "$OUT/pytest.log"
-        "$PYTHON" - <<'EOF' 2>&1 | tee -a "$OUT/pytest.log"
-import sys, tempfile, traceback
-from pathlib import Path
-sys.path.insert(0, "tests")
-import test_gpu as t
-checks = [(f"backbone_bf16[{n}]", lambda n=n: t.check_backbone_bf16(n, "cuda")) for n in t.TINY_BACKBONES]
-checks += [("ordering_bf16", lambda: t.check_ordering_bf16("cuda")),
-           ("metrics_cuda_equal_cpu", lambda: t.check_metrics_device("cuda")),
-           ("ordering_fit", lambda: t.check_ordering_fit("cuda", Path(tempfile.mkdtemp()))),
-           ("deblur_fit", lambda: t.check_deblur_fit("cuda", Path(tempfile.mkdtemp())))]
-failed = 0
-for name, fn in checks:
-    try:
-        fn()
-        print("PASSED", name)
-    except Exception:
-        failed += 1
-        print("FAILED", name)
-        traceback.print_exc()
-print(f"{len(checks) - failed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
-EOF
+    "$PYTHON" -m pytest tests/test_gpu.py -m gpu -q -p no:cacheprovider --noconftest -rA 2>&1 | tee "$OUT/pytest.log"
+}
+
+# The study's commands (conf/experiment/study.yaml) on this machine, one seed, within $1 seconds:
+# the ordering run gets a fifth of them, each of the four losses the same share of the rest.
+run_study() {
+    set -o pipefail
+    local budget=$1 trainer=trainer=gpu
+    local train=("$PYTHON" -c "from hypercut.cli import train_main; train_main()")
+    [ "$DEVICE" = cpu ] && trainer=trainer=cpu
+    if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
+        "$PYTHON" bench/study_report.py --quick "$RUNS/quick" || return
+        cp "$RUNS/quick/study.json" "$OUT/study.json" && cp "$RUNS/quick/RESULTS.md" "$OUT/study.md"
+        return
     fi
+    "${train[@]}" experiment=ordering_natural "$trainer" logger=csv hydra.run.dir="$RUNS/ordering" \
+        trainer.max_time="00:00:00:$((budget / 5))" || return
+    "${train[@]}" -m experiment=study "$trainer" model/loss=naive,order_invariant,hypercut,hypercut_released \
+        seed=0 ordering_weights="$RUNS/ordering/weights.pt" hydra.sweep.dir="$RUNS/study" \
+        trainer.max_time="00:00:00:$((budget / 6))" || return
+    "$PYTHON" bench/study_report.py "$RUNS/study" --json "$OUT/study.json" --plot "$RUNS/study_ppsnr.png" \
+        --results-md "$OUT/study.md" --write-docs
 }
 
 environment() {
@@ -148,21 +152,20 @@ main() {
     local budget=$(($(left) - 25))
     ((budget > 330)) && budget=330
     if ((budget >= 45)); then
-        export TRAIN_BUDGET_S=$budget
-        stage gpu_train $((budget + 15)) bash bench/gpu_train.sh "${quick[@]}"
+        stage study $((budget + 15)) bash -c "run_study $budget"
     else
-        echo "== gpu_train: skipped, only ${budget}s left"
-        echo "gpu_train skipped 0" >>"$STATUS_FILE"
+        echo "== study: skipped, only ${budget}s left"
+        echo "study skipped 0" >>"$STATUS_FILE"
     fi
     merge
     echo "gpu_check: done in $(($(date +%s) - START))s; stages (name rc seconds):"
     cat "$STATUS_FILE"
-    [ -f "$OUT/gpu_train.md" ] && cat "$OUT/gpu_train.md"
+    [ -f "$OUT/study.md" ] && cat "$OUT/study.md"
     return 0
 }
 
 # Functions run under `timeout` need to be visible to the bash it starts.
-export -f environment run_tests
-export OUT
+export -f environment run_tests run_study
+export OUT RUNS
 main 2>&1 | tee "$OUT/gpu_check.log"
 rm -f "$STATUS_FILE"

@@ -246,16 +246,17 @@ def _sample_ssim(pred: Tensor, target: Tensor, data_range: float, reverse: bool)
     """SSIM of each frame, as predicted and (when ``reverse``) of the time-reversed prediction.
 
     The filtered moments of each frame serve both directions; a prediction broadcast over time (the
-    identity baseline) is filtered once. Without ``reverse`` the second output is the first.
+    identity baseline) is filtered once. Without ``reverse``, or for a prediction broadcast over time,
+    the second output is the first.
 
     Shape: ``pred, target (T, C, H, W)`` of the compute dtype; outputs ``(T,)`` float64.
     """
     c1 = (_K1 * data_range) ** 2
     c2 = (_K2 * data_range) ** 2
     t_count = pred.shape[0]
+    constant = _repeats_one_frame(pred)  # then its reversal is itself
     fwd = torch.empty(t_count, dtype=torch.float64, device=pred.device)
-    rev = torch.empty_like(fwd) if reverse else fwd
-    constant = _repeats_one_frame(pred)
+    rev = torch.empty_like(fwd) if reverse and not constant else fwd
     x_constant = pred[:1]
     m_constant = _moments(x_constant, c1, c2) if constant else None
     for frames in _mirrored_chunks(t_count, pred[0].numel()):
@@ -264,15 +265,13 @@ def _sample_ssim(pred: Tensor, target: Tensor, data_range: float, reverse: bool)
         my = _moments(y, c1, c2)
         if m_constant is not None:
             fwd[index] = _ssim_from_moments(m_constant, my, x_constant, y, c1, c2)
-            continue  # and rev is fwd: the reversal of a constant sequence is itself
+            continue
         x = pred.index_select(0, index)
         mx = _moments(x, c1, c2)
         fwd[index] = _ssim_from_moments(mx, my, x, y, c1, c2)
         if reverse:
             mirror = torch.tensor([frames.index(t_count - 1 - f) for f in frames], device=pred.device)
             rev[index] = _ssim_from_moments(mx.select(mirror), my, x.index_select(0, mirror), y, c1, c2)
-    if reverse and constant:
-        rev.copy_(fwd)
     return fwd, rev
 
 

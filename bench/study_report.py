@@ -67,11 +67,10 @@ def _wall_s(run: Path) -> float | None:
     return round(end.stat().st_mtime - start.stat().st_mtime, 1)
 
 
-def _trained_steps(run: Path) -> int | None:
-    """The step of the run's last validation (its ``timeline.json``), ``None`` without one."""
+def _timeline(run: Path) -> list[dict[str, Any]]:
+    """The run's validations (``timeline.json`` of the MetricTimeline callback), ``[]`` without one."""
     timeline = run / "timeline.json"
-    points = json.loads(timeline.read_text()) if timeline.is_file() else []
-    return int(points[-1]["step"]) if points else None
+    return json.loads(timeline.read_text()) if timeline.is_file() else []
 
 
 def _loss_name(run: Path, config: dict[str, Any]) -> str:
@@ -91,20 +90,22 @@ def read_jobs(sweep: Path) -> list[dict[str, Any]]:
     Returns:
         Per job: ``dir``, ``loss``, ``seed``, ``steps`` (``trainer.max_steps``), ``validated_step``
         (the step of its last validation, which is ``steps`` unless ``trainer.max_time`` stopped it),
-        ``ordering_weights``, ``num_frames``, ``wall_s`` and ``metrics`` (``None`` for a job without
-        ``metrics.json``).
+        ``timeline`` (its validations), ``ordering_weights``, ``num_frames``, ``wall_s`` and
+        ``metrics`` (``None`` for a job without ``metrics.json``).
     """
     jobs = []
     for config_file in sorted(sweep.glob("*/.hydra/config.yaml")):
         run = config_file.parent.parent
         config = yaml.safe_load(config_file.read_text())
         metrics_file = run / "metrics.json"
+        timeline = _timeline(run)
         jobs.append({
             "dir": run.name,
             "loss": _loss_name(run, config),
             "seed": int(config["seed"]),
             "steps": int(config["trainer"]["max_steps"]),
-            "validated_step": _trained_steps(run),
+            "validated_step": int(timeline[-1]["step"]) if timeline else None,
+            "timeline": timeline,
             "ordering_weights": config.get("ordering_weights"),
             "num_frames": int(config["num_frames"]),
             "wall_s": _wall_s(run),
@@ -134,6 +135,20 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def _frames(metrics: dict[str, float], name: str, t: int) -> list[float]:
     return [float(metrics[f"test/{name}_f{i}"]) for i in range(1, t + 1)]
+
+
+def _outer_curve(runs: list[dict[str, Any]], t: int) -> dict[str, list[Any]] | None:
+    """Mean over seeds of the outer frames' val pPSNR, ``(f1 + fT) / 2``, at every validated step."""
+    keys = ("val/ppsnr_f1", f"val/ppsnr_f{t}")
+    by_step: dict[int, list[float]] = {}
+    for job in runs:
+        for point in job["timeline"]:
+            if all(k in point for k in keys):
+                by_step.setdefault(int(point["step"]), []).append((point[keys[0]] + point[keys[1]]) / 2)
+    steps = sorted(s for s, v in by_step.items() if len(v) == len(runs))  # steps every seed reached
+    if not steps:
+        return None
+    return {"step": steps, "ppsnr": [round(statistics.fmean(by_step[s]), 4) for s in steps]}
 
 
 def summarize(jobs: list[dict[str, Any]], ordering: dict[str, Any] | None) -> dict[str, Any]:
@@ -168,6 +183,9 @@ def summarize(jobs: list[dict[str, Any]], ordering: dict[str, Any] | None) -> di
                 k.removeprefix("order_"): round(statistics.fmean(float(j["metrics"][f"test/{k}"]) for j in runs), 4)
                 for k in order_keys
             }
+        curve = _outer_curve(runs, t)
+        if curve:
+            entry["outer_curve"] = curve
         losses[name] = entry
     identity_runs = [_frames(j["metrics"], "identity_ppsnr", t) for j in done if j["loss"] == names[0]]
     identity = [round(statistics.fmean(r[i] for r in identity_runs), 4) for i in range(t)]
@@ -234,6 +252,14 @@ def markdown(study: dict[str, Any]) -> str:
         if "order" in e:
             lines.append(f"| {NICE.get(name, name)} | {e['order']['follows']:.3f} | {e['order']['reversed']:.3f} "
                          f"| {e['order']['symmetric']:.3f} |")  # fmt: skip
+    curves = {name: e["outer_curve"] for name, e in study["losses"].items() if "outer_curve" in e}
+    steps = sorted({s for c in curves.values() for s in c["step"]})
+    if curves:
+        lines += ["", f"#### Outer frames during training: val pPSNR of (f1 + f{t}) / 2 (dB), mean over seeds", "",
+                  "| loss | " + " | ".join(f"step {s}" for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]  # fmt: skip
+        for name, c in curves.items():
+            values = dict(zip(c["step"], c["ppsnr"]))
+            lines.append(f"| {NICE.get(name, name)} | " + " | ".join(f"{values[s]:.2f}" if s in values else "" for s in steps) + " |")
     hc = study["losses"].get("hypercut")
     if hc:
         lines += ["", "Outer frames, HyperCUT minus (mean pPSNR, dB):"]
@@ -245,21 +271,28 @@ def markdown(study: dict[str, Any]) -> str:
 
 
 def plot(study: dict[str, Any], path: Path) -> None:
-    """PNG of the per-frame pPSNR per loss (error bars: std over seeds), the identity dashed."""
+    """PNG: the per-frame test pPSNR per loss (error bars: std over seeds, the identity dashed), and the
+    outer frames' val pPSNR against training steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     frames = list(range(1, study["num_frames"] + 1))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, curve) = plt.subplots(1, 2, figsize=(11, 4))
     ax.plot(frames, study["identity"]["ppsnr"], "k--", label="identity (blurry ×T)")
     for name, e in study["losses"].items():
         ax.errorbar(frames, e["ppsnr"], yerr=e["ppsnr_std"], marker="o", capsize=3, label=NICE.get(name, name))
+        if "outer_curve" in e:
+            curve.plot(e["outer_curve"]["step"], e["outer_curve"]["ppsnr"], marker="o", label=NICE.get(name, name))
     ax.set_xlabel("frame")
     ax.set_ylabel("test pPSNR (dB)")
     ax.set_title(f"{study['steps']} steps, seeds {study['seeds']}")
     ax.legend()
+    curve.set_xlabel("training step")
+    curve.set_ylabel("val pPSNR of frames 1 and T (dB)")
+    curve.set_title("outer frames during training (mean over seeds)")
+    curve.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

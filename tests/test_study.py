@@ -41,7 +41,8 @@ def _job(sweep: Path, num: int, loss: str, seed: int, ppsnr: float, steps: int =
                     f"test/canon_psnr_f{i}": ppsnr - 1, f"test/identity_ppsnr_f{i}": 20.0}  # fmt: skip
     metrics |= {"test/order_follows": 0.5, "test/order_reversed": 0.25, "test/order_symmetric": 0.25}
     (run / "metrics.json").write_text(json.dumps(metrics))
-    (run / "timeline.json").write_text(json.dumps([{"wall_s": 1.0, "step": steps}]))
+    points = [{"step": step, "val/ppsnr_f1": ppsnr + step, f"val/ppsnr_f{T}": ppsnr} for step in (steps // 2, steps)]
+    (run / "timeline.json").write_text(json.dumps(points))
 
 
 def test_summary_means_and_stds_over_seeds(tmp_path: Path) -> None:
@@ -62,10 +63,13 @@ def test_summary_means_and_stds_over_seeds(tmp_path: Path) -> None:
     assert naive["ppsnr_std"] == [pytest.approx(2**0.5, abs=1e-4)] * T  # sample std of 21 and 23
     assert study["losses"]["hypercut"]["ppsnr_std"] == [0.0] * T
     assert naive["order"] == {"follows": 0.5, "reversed": 0.25, "symmetric": 0.25}
+    # the outer frames during training: mean over seeds of (f1 + fT) / 2 at each validated step
+    assert naive["outer_curve"] == {"step": [5, 10], "ppsnr": [pytest.approx(24.5), pytest.approx(27.0)]}
     assert study["identity"]["ppsnr"] == [20.0] * T
     text = report.markdown(study)
     assert "| naive (n=2) | 23.00 ± 1.41 |" in text
     assert "- naive: f1 +0.00, f7 +0.00" in text  # HyperCUT minus naive on the outer frames
+    assert "| naive | 24.50 | 27.00 |" in text
 
 
 def test_unequal_steps_within_a_seed_are_refused(tmp_path: Path) -> None:
@@ -105,6 +109,7 @@ def test_quick_study_through_hypercut_train(tmp_path: Path) -> None:
         assert sum(entry["order"].values()) == pytest.approx(1.0)
     assert len(study["identity"]["ppsnr"]) == T and study["wall_s"] > 0
     assert all(j["finished"] and j["validated_step"] == 4 for j in study["jobs"]) and len(study["jobs"]) == 4
+    assert all(entry["outer_curve"]["step"] == [2, 4] for entry in study["losses"].values())
     assert (tmp_path / "study_ppsnr.png").stat().st_size > 0
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| identity (blurry ×T) |" in text and "| HyperCUT (n=2) |" in text

@@ -143,7 +143,12 @@ class PhotoLibrary:
         groups: list[list[tuple[str, Path]]] = []
         for source in sources:
             if source == "skimage":
-                import skimage.data
+                try:
+                    import skimage.data
+                except ImportError as err:
+                    raise ImportError(
+                        "photo source 'skimage' needs scikit-image: pip install 'hypercut[natural]'"
+                    ) from err
 
                 root = Path(skimage.data.__file__).parent
                 groups.append([(f"skimage/{Path(f).stem}", root / f) for f in _SKIMAGE_FILES if (root / f).is_file()])

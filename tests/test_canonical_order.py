@@ -116,7 +116,7 @@ def test_validation_logs_canonical_order_measures(tmp_path) -> None:  # type: ig
     module = _module(NaiveLoss(), canon)
     sharp = _sequences(3, seed=5)
     items = [{"blurry": sharp[i].mean(0), "sharp": sharp[i], "id": str(i)} for i in range(3)]
-    loader = torch.utils.data.DataLoader(items, batch_size=3)  # type: ignore[arg-type]
+    loader: torch.utils.data.DataLoader = torch.utils.data.DataLoader(items, batch_size=3)  # type: ignore[arg-type]
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=tmp_path)
     trainer.validate(module, dataloaders=loader, verbose=False)

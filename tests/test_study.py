@@ -35,7 +35,7 @@ def _job(sweep: Path, num: int, loss: str, seed: int, ppsnr: float, steps: int =
               "trainer": {"max_steps": steps}, "model": {"loss": {"_target_": "x.Unused"}}}  # fmt: skip
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model/loss={loss}", f"seed={seed}"]))
-    metrics = {}
+    metrics: dict[str, float] = {}
     for i in range(1, T + 1):
         metrics |= {f"test/ppsnr_f{i}": ppsnr + i, f"test/pssim_f{i}": 0.5, f"test/psnr_f{i}": ppsnr,
                     f"test/canon_psnr_f{i}": ppsnr - 1, f"test/identity_ppsnr_f{i}": 20.0}  # fmt: skip

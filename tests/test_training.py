@@ -316,7 +316,7 @@ def test_main_job_quick_runs_every_stage(tmp_path: Path) -> None:
     assert (out / "data" / "metadata_ordered.json").is_file()
     assert "| mean |" in (out / "eval" / "results.md").read_text()
     assert len(list((out / "videos").glob("*.mp4"))) >= 1
-    assert summary["label_order"]["samples"] == 24  # type: ignore[index]
+    assert summary["label_order"]["samples"] == demo.QUICK["num_samples"]  # type: ignore[index]
     assert "test/ppsnr" in summary["test"]  # type: ignore[operator]
 
 

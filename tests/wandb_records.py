@@ -61,8 +61,10 @@ def read_offline_run(folder: Path) -> OfflineRun:
     run = OfflineRun()
     for record in _records(log):
         kind = record.WhichOneof("record_type")
-        if kind == "run":
-            run.run_id, run.name, run.group = record.run.run_id, record.run.display_name, record.run.run_group
+        if kind == "run":  # the first one, or an update that may leave fields empty
+            run.run_id = record.run.run_id or run.run_id
+            run.name = record.run.display_name or run.name
+            run.group = record.run.run_group or run.group
             run.config.update(_items(record.run.config.update))
         elif kind == "config":
             run.config.update(_items(record.config.update))

@@ -80,7 +80,7 @@ class NaturalDataModule(LightningDataModule):
         return self._library
 
     def has_split(self, split: str) -> bool:
-        """Whether ``split`` has photos (``train`` falls back to nothing: it must have some)."""
+        """Whether ``split`` (train, val or test) has photographs to render from."""
         return split in ("train", "val", "test") and bool(self.library.names(split))
 
     def _set(self, split: str, num: int, offset: int) -> Dataset:

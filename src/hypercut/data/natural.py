@@ -32,8 +32,8 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from hypercut.data._progress import progress
 from hypercut.data.datasets import to_item
-from hypercut.data.io import list_images, read_image, write_image
-from hypercut.data.metadata import DatasetMetadata, SampleRecord, write_metadata
+from hypercut.data.io import list_images, read_image
+from hypercut.data.metadata import DatasetMetadata, write_metadata
 from hypercut.data.synth import (
     Layer,
     Scene,
@@ -42,6 +42,7 @@ from hypercut.data.synth import (
     _rotation,
     decode_gamma,
     render_sample,
+    save_sample,
 )
 
 __all__ = [
@@ -508,13 +509,7 @@ def write_natural_dataset(
     for i in progress(range(num_samples), num_samples, "rendering", show_progress):
         part = partitions[i]
         sample = natural_sample([seed, i], pools[part], size, num_frames, subframes, motion)
-        sid = f"{i:05d}"
-        write_image(out / f"{sid}/blur.png", sample.blurry, compression=1)
-        paths = []
-        for j, frame in enumerate(sample.sharp, start=1):
-            paths.append(f"{sid}/sharp/{j:03d}.png")
-            write_image(out / paths[-1], frame, compression=1)
-        records.append(SampleRecord(sid, f"{sid}/blur.png", tuple(paths), partition=part, order="ignore"))
+        records.append(save_sample(out, i, sample, part))
     meta = DatasetMetadata(
         name=name,
         frame_per_seq=num_frames,

@@ -425,7 +425,15 @@ def _write_sample(
     bit_depth: int,
     sample_kwargs: dict[str, Any],
 ) -> SampleRecord:
-    sample = synthesize_sample(seed, **sample_kwargs)
+    return save_sample(out, index, synthesize_sample(seed, **sample_kwargs), partition, bit_depth)
+
+
+def save_sample(out: Path, index: int, sample: SynthSample, partition: str, bit_depth: int = 8) -> SampleRecord:
+    """Write a rendered sample as ``<index>/blur.png`` and ``<index>/sharp/<j>.png`` under ``out``.
+
+    Returns:
+        Its metadata record (order ``ignore``).
+    """
     sid = f"{index:05d}"
     blur_path = f"{sid}/blur.png"
     write_image(out / blur_path, sample.blurry, bit_depth=bit_depth, compression=1)

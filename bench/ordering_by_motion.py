@@ -1,0 +1,96 @@
+"""Where an ordering model is inconsistent: Con@k by camera speed and by number of moving layers.
+
+Scenes are drawn as ``data=natural`` draws them (the bundled photographs of one split, the default
+motion recipe) and rendered without the sensor noise (the ordering model sees sharp frames only); the
+model scores each sequence's symmetric pairs, and Con@k is reported per bin of the background's
+displacement over the exposure (at the image centre, in pixels) and per number of foreground layers.
+Con@k does not depend on the order in which a sequence is stored (reversing it negates every score).
+
+    python bench/ordering_by_motion.py --weights ordering-default --out bench/results/ordering_by_motion.json
+    python bench/ordering_by_motion.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import torch
+from common import add_common_args, print_table, write_json
+
+from hypercut.data.natural import MotionRecipe, PhotoLibrary, camera_motion, natural_scene
+from hypercut.data.synth import render_sample
+from hypercut.export import load_pretrained
+from hypercut.metrics.ordering import OrderingMetrics
+
+SPEED_BINS = ((0.0, 3.0), (3.0, 6.0), (6.0, 10.0), (10.0, math.inf))
+
+
+def draw(
+    photos: list[np.ndarray], num: int, size: int, seed: int
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """``num`` sharp sequences ``(num, 7, 3, size, size)`` with their camera speeds and layer counts."""
+    motion = MotionRecipe()
+    sequences, speeds, layers = [], [], []
+    for i in range(num):
+        rng = np.random.default_rng([seed, i])
+        scene = natural_scene(rng, photos, (size, size), 35, motion, 2.2)
+        sharp = render_sample(scene, num_frames=7).sharp  # (T, H, W, 3)
+        sequences.append(torch.from_numpy(np.ascontiguousarray(sharp)).permute(0, 3, 1, 2))
+        speeds.append(math.hypot(*camera_motion(scene)))
+        layers.append(len(scene.objects))
+    return torch.stack(sequences), np.array(speeds), np.array(layers)
+
+
+def con_rows(u: torch.Tensor, v: torch.Tensor, masks: dict[str, np.ndarray]) -> list[dict]:
+    """One row per mask: its size and Con@2 .. Con@K."""
+    rows = []
+    for name, mask in masks.items():
+        keep = torch.from_numpy(mask)
+        row: dict = {"subset": name, "n": int(mask.sum())}
+        if row["n"]:
+            metric = OrderingMetrics(num_pairs=u.shape[1])
+            metric.update(u[keep], v[keep])
+            row.update({k: float(x) for k, x in metric.compute().items() if k.startswith("con")})
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_common_args(parser)
+    parser.add_argument("--weights", default="ordering-default", help="ordering weights file or zoo name")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
+    parser.add_argument("--num", type=int, default=512, help="number of scenes")
+    parser.add_argument("--size", type=int, default=64, help="scene side in pixels")
+    args = parser.parse_args()
+    if args.quick:
+        args.num, args.size = 16, 32
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    photos = PhotoLibrary.from_sources(["skimage", "opencv-doc"], []).images(args.split)
+    sharp, speeds, layers = draw(photos, args.num, args.size, args.seed)
+    model = load_pretrained(args.weights)
+    with torch.inference_mode():
+        u, v = torch.cat([torch.stack(model(b)) for b in sharp.split(32)], dim=1)
+
+    masks = {"all": np.ones(args.num, dtype=bool)}
+    for lo, hi in SPEED_BINS:
+        masks[f"camera {lo:g}-{hi:g} px"] = (speeds >= lo) & (speeds < hi)
+    for k in sorted(set(layers.tolist())):
+        masks[f"{k} layers"] = layers == k
+    rows = con_rows(u, v, masks)
+    columns = ["subset", "n", *[f"con{k}" for k in range(2, u.shape[1] + 1)]]
+    print_table(rows, columns)
+    write_json(
+        args.out,
+        {"weights": args.weights, "split": args.split, "num": args.num, "size": args.size, "rows": rows},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Smoke test of ``bench/ordering_by_motion.py --quick`` (a stand-alone script, run in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ordering_by_motion_quick_partitions_the_scenes(tmp_path: Path) -> None:
+    out = tmp_path / "ordering_by_motion.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
+    cmd = [sys.executable, str(ROOT / "bench" / "ordering_by_motion.py"), "--quick", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT / "bench", env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    result = json.loads(out.read_text())
+    rows = {row["subset"]: row for row in result["rows"]}
+    total = rows["all"]["n"]
+    assert total == result["num"] == 16
+    # the speed bins and the layer counts each split the scenes exactly once
+    assert sum(r["n"] for name, r in rows.items() if name.startswith("camera")) == total
+    assert sum(r["n"] for name, r in rows.items() if name.endswith("layers")) == total
+    for row in rows.values():
+        if row["n"]:
+            assert 0.0 <= row["con3"] <= row["con2"] <= 1.0
+    assert "| all" in proc.stdout

@@ -102,7 +102,7 @@ run_study() {
         cp "$RUNS/quick/study.json" "$OUT/study.json" && cp "$RUNS/quick/RESULTS.md" "$OUT/study.md"
         return
     fi
-    "${train[@]}" experiment=ordering_natural "$trainer" logger=csv hydra.run.dir="$RUNS/ordering" \
+    "${train[@]}" experiment=ordering_study "$trainer" logger=csv hydra.run.dir="$RUNS/ordering" \
         trainer.max_time="00:00:00:$((budget / 5))" || return
     "${train[@]}" -m experiment=study "$trainer" model/loss=naive,order_invariant,hypercut,hypercut_released \
         seed=0 ordering_weights="$RUNS/ordering/weights.pt" hydra.sweep.dir="$RUNS/study" \

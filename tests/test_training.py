@@ -3,6 +3,7 @@ export, evaluation, labelling, the CLI and multirun."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -347,3 +348,27 @@ def test_optuna_sweep_two_trials_through_the_cli(tiny_dataset: Path, tmp_path: P
     best = sorted((tmp_path / "runs" / "debug").glob("multirun_*/optimization_results.yaml"))
     assert best, result.stdout[-2000:]
     assert "best_value" in best[0].read_text()
+
+
+def test_ordering_run_reports_the_metrics_of_the_weights_it_exports(tmp_path: Path) -> None:
+    """weights.pt holds the best validation's network: metrics.json gives that network's val scores."""
+    cfg = tasks.compose(
+        "train",
+        [
+            "experiment=ordering_study", *TINY_ENCODER, "data.sources=[skimage]", "data.crop_size=32",
+            "data.eval_size=32", "data.num_val=32", "data.batch_size=4", "trainer.max_steps=12",
+            "trainer.val_check_interval=2", "trainer.max_time=null", "model.optimizer.lr=0.05", "logger=csv",
+            "+trainer.enable_progress_bar=false",
+        ],
+        output_dir=tmp_path / "o",
+    )  # fmt: skip
+    tasks.train(cfg)
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    best = torch.load(tmp_path / "o" / "checkpoints" / "best.ckpt", weights_only=True)
+    (state,) = [v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint") and v.get("monitor")]
+    with (tmp_path / "o" / "csv" / "metrics.csv").open() as f:
+        rows = [row for row in csv.DictReader(f) if row.get("val/con3")]
+    # step 0: the untrained network; step 12: the exported weights, validated again after the fit
+    during = [float(row["val/con3"]) for row in rows if 0 < int(row["step"]) < 12]
+    assert len(during) == 6 and during[-1] < max(during)  # the last validation is not the best one
+    assert metrics["val/con3"] == pytest.approx(float(state["best_model_score"])) == pytest.approx(max(during))

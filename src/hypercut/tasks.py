@@ -410,6 +410,10 @@ def _train(cfg: DictConfig) -> float | None:
             log.warning("%s is unreadable (%s): exporting the weights of step %d", best, err, trainer.global_step)
         else:
             module.load_state_dict(state)
+            if interrupted is None and cfg.model.kind != "deblur":
+                # An ordering run has no test stage: its val metrics must describe the exported weights.
+                trainer.validate(module, datamodule=datamodule, verbose=False)
+                metrics.update(_scalars(trainer.callback_metrics))
     if interrupted is None and cfg.get("test", True) and cfg.model.kind == "deblur" and _has_split(datamodule, "test"):
         trainer.test(module, datamodule=datamodule, verbose=False)
         metrics.update(_scalars(trainer.callback_metrics))

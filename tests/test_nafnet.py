@@ -21,7 +21,8 @@ def test_shapes_and_identity_at_init(cls, size) -> None:
     blurry = torch.rand(2, 3, *size)
     video = net(blurry)
     assert video.shape == (2, 5, 3, *size)
-    assert torch.equal(video, blurry.unsqueeze(1).expand_as(video))
+    assert torch.equal(video[:, 2], blurry)  # the middle frame is the network's own output
+    assert torch.allclose(video, blurry.unsqueeze(1).expand_as(video), atol=1e-5)
 
 
 def test_frame_times_are_centred() -> None:
@@ -94,6 +95,17 @@ def test_warp_sequence_matches_the_reference_warp() -> None:
     d = torch.randn(2, 3, 2, 11, 14) * 3
     d[:, 1] = 0
     out = warp_sequence(image, d)
-    assert torch.equal(out[:, 1], image)
+    assert torch.allclose(out[:, 1], image, atol=1e-5)
     for t in (0, 2):
         assert torch.allclose(out[:, t], warp(image, d[:, t]), atol=1e-5)
+
+
+def test_motion_head_learns_from_its_zero_initialisation() -> None:
+    """At initialisation every displacement is exactly zero; the motion head must still get a gradient."""
+    torch.manual_seed(0)
+    net = MotionWarpNet(num_frames=5, **SMALL)
+    blurry = torch.rand(2, 3, 16, 16)
+    target = torch.stack([torch.roll(blurry, shifts=k, dims=-1) for k in range(-2, 3)], dim=1)
+    assert torch.count_nonzero(net.motion_head.weight) == 0
+    torch.nn.functional.mse_loss(net(blurry), target).backward()
+    assert net.motion_head.weight.grad.abs().sum() > 0 and net.motion_head.bias.grad.abs().sum() > 0

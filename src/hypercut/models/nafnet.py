@@ -256,15 +256,21 @@ class MotionWarpNet(nn.Module):
 
     def forward(self, blurry: Tensor) -> Tensor:
         center, motion = self.center_and_motion(blurry)
-        return warp_sequence(center, self.displacements(motion))
+        displacements = self.displacements(motion)
+        if self.num_frames % 2 == 0:
+            return warp_sequence(center, displacements)
+        # The middle frame (tau = 0) is the centre frame itself; only the others are warped.
+        mid = self.num_frames // 2
+        warped = warp_sequence(center, torch.cat((displacements[:, :mid], displacements[:, mid + 1 :]), dim=1))
+        return torch.cat((warped[:, :mid], center.unsqueeze(1), warped[:, mid:]), dim=1)
 
 
 def warp_sequence(center: Tensor, displacements: Tensor) -> Tensor:
     """Backward-warp one image into ``T`` frames: ``out[:, t](p) = center(p + displacements[:, t](p))``.
 
     Bilinear sampling with border padding (``F.grid_sample``, about 3x faster on CPU than gathering
-    by hand). Frames whose displacement is exactly zero everywhere (the centre frame of
-    :class:`MotionWarpNet`) are the image itself, bit for bit.
+    by hand). Gradients reach the displacements everywhere, zero displacements included (a network
+    whose motion head starts at zero must be able to leave it).
 
     Shape:
         - center: :math:`(B, C, H, W)`
@@ -282,9 +288,7 @@ def warp_sequence(center: Tensor, displacements: Tensor) -> Tensor:
     )
     source = center.unsqueeze(1).expand(batch, frames, channels, height, width).reshape(-1, channels, height, width)
     out = F.grid_sample(source.to(dtype), grid, mode="bilinear", padding_mode="border", align_corners=True)
-    out = out.reshape(batch, frames, channels, height, width).to(center.dtype)
-    still = (displacements == 0).flatten(2).all(2)  # (B, T)
-    return torch.where(still[:, :, None, None, None], center.unsqueeze(1), out)
+    return out.reshape(batch, frames, channels, height, width).to(center.dtype)
 
 
 class NAFMultiFrame(nn.Module):

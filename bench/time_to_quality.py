@@ -12,13 +12,16 @@ Writes ``<out>.json`` (the curves, each recipe's best and the time the new recip
 old recipe's best) and ``<out>.png``, and prints a short table.
 
     python bench/time_to_quality.py --minutes 8 --out bench/results/time_to_quality
+    python bench/time_to_quality.py --minutes 8 --threads 1 --parallel   # both at once, a core each
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 RECIPES = {
@@ -90,17 +93,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=8.0, help="training time per recipe")
     parser.add_argument("--val-every", type=int, default=100, help="steps between validations")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per recipe")
+    parser.add_argument("--parallel", action="store_true", help="train the recipes side by side (one process each)")
     parser.add_argument("--work", default="runs/time_to_quality", help="folder for the two runs")
     parser.add_argument("--out", default="bench/results/time_to_quality", help="output path without suffix")
     args = parser.parse_args()
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     work = Path(args.work).resolve()
-    curves = {name: run_recipe(name, args.minutes, args.val_every, work, args.threads) for name in RECIPES}
+    if args.parallel:  # one process per recipe, side by side, each with --threads threads
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=len(RECIPES), mp_context=context) as pool:
+            jobs = {name: pool.submit(run_recipe, name, args.minutes, args.val_every, work, args.threads)
+                    for name in RECIPES}  # fmt: skip
+            curves = {name: job.result() for name, job in jobs.items()}
+    else:
+        curves = {name: run_recipe(name, args.minutes, args.val_every, work, args.threads) for name in RECIPES}
     summary = summarise(curves)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"minutes_per_recipe": args.minutes, "threads": args.threads, "recipes": RECIPES, **summary,
+    result = {"minutes_per_recipe": args.minutes, "threads": args.threads, "parallel": args.parallel,
+              "recipes": RECIPES, **summary,
               "curves": curves}
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     plot(curves, summary, out.with_suffix(".png"))

@@ -5,14 +5,19 @@ motion recipe) and rendered without the sensor noise (the ordering model sees sh
 model scores each sequence's symmetric pairs, and Con@k is reported per bin of the background's
 displacement over the exposure (at the image centre, in pixels) and per number of foreground layers.
 Con@k does not depend on the order in which a sequence is stored (reversing it negates every score).
+It also reports how far the side an outer pair falls on (the canonical order a HyperCUT loss trains
+towards) is a function of the camera's heading, which a deblurring net can read off the blur.
 
     python bench/ordering_by_motion.py --weights ordering-default --out bench/results/ordering_by_motion.json
+    python bench/ordering_by_motion.py --weights runs/study/ordering/weights.pt \
+        --motion '{"camera": [2, 10], "camera_rotation": 0, "camera_zoom": 0, "objects": [0, 0]}'
     python bench/ordering_by_motion.py --quick
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import numpy as np
@@ -28,19 +33,36 @@ SPEED_BINS = ((0.0, 3.0), (3.0, 6.0), (6.0, 10.0), (10.0, math.inf))
 
 
 def draw(
-    photos: list[np.ndarray], num: int, size: int, seed: int
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """``num`` sharp sequences ``(num, 7, 3, size, size)`` with their camera speeds and layer counts."""
-    motion = MotionRecipe()
-    sequences, speeds, layers = [], [], []
+    photos: list[np.ndarray], num: int, size: int, seed: int, motion: MotionRecipe
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+    """``num`` sharp sequences ``(num, 7, 3, size, size)`` with their camera speeds, headings (radians,
+    of the background's displacement from the first to the last frame) and layer counts."""
+    sequences, speeds, headings, layers = [], [], [], []
     for i in range(num):
         rng = np.random.default_rng([seed, i])
         scene = natural_scene(rng, photos, (size, size), 35, motion, 2.2)
         sharp = render_sample(scene, num_frames=7).sharp  # (T, H, W, 3)
         sequences.append(torch.from_numpy(np.ascontiguousarray(sharp)).permute(0, 3, 1, 2))
-        speeds.append(math.hypot(*camera_motion(scene)))
+        dx, dy = camera_motion(scene)
+        speeds.append(math.hypot(dx, dy))
+        headings.append(math.atan2(dy, dx))
         layers.append(len(scene.objects))
-    return torch.stack(sequences), np.array(speeds), np.array(layers)
+    return torch.stack(sequences), np.array(speeds), np.array(headings), np.array(layers)
+
+
+def heading_predictability(positive: np.ndarray, headings: np.ndarray, bins: int = 12) -> float:
+    """How far the canonical side (``u_0 > 0``) is a function of the motion's heading.
+
+    Per heading bin (``bins`` equal sectors), the share of the majority side; the mean over scenes.
+    1 when the side is fixed by the heading (a deblurring net can read it off the blur's axis and a
+    fixed convention), 0.5 when it is a coin toss at every heading.
+    """
+    index = ((headings + math.pi) / (2 * math.pi) * bins).astype(int) % bins
+    majority = 0
+    for b in range(bins):
+        side = positive[index == b]
+        majority += max(int(side.sum()), int((~side).sum()))
+    return majority / len(positive)
 
 
 def con_rows(u: torch.Tensor, v: torch.Tensor, masks: dict[str, np.ndarray]) -> list[dict]:
@@ -66,6 +88,7 @@ def main() -> None:
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
     parser.add_argument("--num", type=int, default=512, help="number of scenes")
     parser.add_argument("--size", type=int, default=64, help="scene side in pixels")
+    parser.add_argument("--motion", default="{}", help='MotionRecipe fields as JSON, e.g. \'{"objects": [0, 0]}\'')
     args = parser.parse_args()
     if args.quick:
         args.num, args.size = 16, 32
@@ -73,7 +96,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     photos = PhotoLibrary.from_sources(["skimage", "opencv-doc"], []).images(args.split)
-    sharp, speeds, layers = draw(photos, args.num, args.size, args.seed)
+    motion = MotionRecipe(**json.loads(args.motion))
+    sharp, speeds, headings, layers = draw(photos, args.num, args.size, args.seed, motion)
     model = load_pretrained(args.weights)
     with torch.inference_mode():
         u, v = torch.cat([torch.stack(model(b)) for b in sharp.split(32)], dim=1)
@@ -86,9 +110,19 @@ def main() -> None:
     rows = con_rows(u, v, masks)
     columns = ["subset", "n", *[f"con{k}" for k in range(2, u.shape[1] + 1)]]
     print_table(rows, columns)
+    predictable = heading_predictability((u[:, 0] > 0).numpy(), headings)
+    print(f"canonical side predictable from the motion's heading: {predictable:.3f} (0.5 = not at all)")
     write_json(
         args.out,
-        {"weights": args.weights, "split": args.split, "num": args.num, "size": args.size, "rows": rows},
+        {
+            "weights": args.weights,
+            "split": args.split,
+            "num": args.num,
+            "size": args.size,
+            "motion": json.loads(args.motion),
+            "rows": rows,
+            "heading_predictability": predictable,
+        },
     )
 
 

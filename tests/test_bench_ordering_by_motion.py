@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -28,4 +30,15 @@ def test_ordering_by_motion_quick_partitions_the_scenes(tmp_path: Path) -> None:
     for row in rows.values():
         if row["n"]:
             assert 0.0 <= row["con3"] <= row["con2"] <= 1.0
+    assert 0.5 <= result["heading_predictability"] <= 1.0
     assert "| all" in proc.stdout
+
+
+def test_heading_predictability_tells_a_rule_from_a_coin_toss() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ordering_by_motion import heading_predictability
+
+    rng = np.random.default_rng(0)
+    headings = rng.uniform(-np.pi, np.pi, 4000)
+    assert heading_predictability(np.cos(headings) > 0, headings) > 0.95  # "the background moves right"
+    assert heading_predictability(rng.random(4000) > 0.5, headings) < 0.55

@@ -34,8 +34,8 @@ def test_ordering_by_motion_quick_partitions_the_scenes(tmp_path: Path) -> None:
     assert "| all" in proc.stdout
 
 
-def test_heading_predictability_tells_a_rule_from_a_coin_toss() -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
+def test_heading_predictability_tells_a_rule_from_a_coin_toss(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
     from ordering_by_motion import heading_predictability
 
     rng = np.random.default_rng(0)

@@ -27,9 +27,11 @@ from hypercut.metrics.ordering import OrderingMetrics, ordering_metric_keys
 from hypercut.ordering import (
     RELEASED_LAYOUT,
     Hyperplane,
+    MotionPairEncoder,
     OrderCanonicalizer,
     OrderingModel,
     PairEncoder,
+    displacement_histogram,
     flip_mask,
     from_released_state_dict,
     load_released_checkpoint,
@@ -527,3 +529,43 @@ def test_default_learns() -> None:
     assert last < 0.5 * first, (first, last)  # from log 2 (scores ~ 0) to ~0.1
     # an untrained antisymmetric encoder already scores Con@3 ~0.86-0.89 here (the pairs share motion)
     assert trained >= max(untrained + 0.05, 0.93), (untrained, trained)
+
+
+# ---------------------------------------------------------------- motion encoder
+
+
+@pytest.mark.parametrize("shift", [(0, 2), (0, -3), (1, 0), (-2, 1)])
+def test_displacement_histogram_peaks_at_the_motion_and_mirrors_when_swapped(shift: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    r = 3
+    x = torch.rand(2, 6, 20, 20)
+    moved = torch.roll(x, shifts=shift, dims=(2, 3))  # content moves by (dy, dx)
+    forward = displacement_histogram(x, moved, radius=r, scale=50.0)
+    backward = displacement_histogram(moved, x, radius=r, scale=50.0)
+    side = 2 * r + 1
+    expected = (shift[0] + r) * side + (shift[1] + r)
+    mirrored = (r - shift[0]) * side + (r - shift[1])
+    assert forward.shape == (2, side * side)
+    torch.testing.assert_close(forward.sum(dim=1), torch.ones(2))
+    assert forward.argmax(dim=1).tolist() == [expected, expected]
+    assert backward.argmax(dim=1).tolist() == [mirrored, mirrored]
+    with pytest.raises(ValueError, match="too small"):
+        displacement_histogram(x[..., :6, :6], moved[..., :6, :6], radius=r, scale=1.0)
+
+
+def test_motion_encoder_shapes_gradients_and_errors() -> None:
+    torch.manual_seed(0)
+    enc = MotionPairEncoder(width=4, levels=2, radius=2, out_dim=5, input_downsample=2)
+    pair = torch.rand(3, 6, 32, 32)
+    out = enc(pair)
+    assert out.shape == (3, 5)
+    out.square().sum().backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in enc.parameters())
+    # the encoding depends on the motion only: the same pair twice gives the same encoding in any batch
+    torch.testing.assert_close(enc(pair[1:2]), out[1:2].detach())
+    with pytest.raises(ValueError, match="two frames"):
+        MotionPairEncoder(in_channels=5)
+    with pytest.raises(ValueError, match="radius"):
+        MotionPairEncoder(radius=0)
+    with pytest.raises(ValueError, match="too small"):
+        enc(torch.rand(1, 6, 16, 16))

@@ -38,7 +38,7 @@ from hypercut.models import (
     PurohitBlur2Vid,
     UNetConvLSTM,
 )
-from hypercut.ordering import Hyperplane, OrderingModel, PairEncoder
+from hypercut.ordering import Hyperplane, MotionPairEncoder, OrderingModel, PairEncoder
 
 FORMAT = "hypercut-weights/1"
 
@@ -53,6 +53,7 @@ MODEL_CLASSES: tuple[type[nn.Module], ...] = (
     # the ordering model and its parts
     OrderingModel,
     PairEncoder,
+    MotionPairEncoder,
     Hyperplane,
 )
 """The only classes a spec may name. To make a new model loadable from weights files, import its

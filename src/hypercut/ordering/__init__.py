@@ -11,6 +11,7 @@ Example:
 from hypercut.ordering.canonical import LABEL_RULES, OrderCanonicalizer, flip_mask, flip_sequences
 from hypercut.ordering.encoder import PairEncoder, ResidualBlock, make_activation
 from hypercut.ordering.hyperplane import Hyperplane
+from hypercut.ordering.motion_encoder import MotionPairEncoder, displacement_histogram
 from hypercut.ordering.released import (
     RELEASED_LAYOUT,
     from_released_state_dict,
@@ -23,6 +24,7 @@ __all__ = [
     "LABEL_RULES",
     "RELEASED_LAYOUT",
     "Hyperplane",
+    "MotionPairEncoder",
     "OrderCanonicalizer",
     "OrderingModel",
     "PairEncoder",
@@ -32,6 +34,7 @@ __all__ = [
     "from_released_state_dict",
     "load_released_checkpoint",
     "make_activation",
+    "displacement_histogram",
     "pair_indices",
     "pair_scores",
     "released_layout",

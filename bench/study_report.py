@@ -333,7 +333,8 @@ def run_quick(folder: Path) -> Path:
                HYPERCUT_ROOT=str(folder))  # fmt: skip
     ordering = folder / "ordering"
     steps = [
-        [*train, "experiment=ordering_study", f"hydra.run.dir={ordering}", "logger=csv", *_QUICK_DATA],
+        [*train, "experiment=ordering_study", f"hydra.run.dir={ordering}", "logger=csv", "model.encoder.levels=2",
+         *_QUICK_DATA],
         [*train, "-m", "experiment=study", "model/loss=naive,hypercut", "seed=0,1", "model.net.base_channels=8",
          f"ordering_weights={ordering / 'weights.pt'}", f"hydra.sweep.dir={folder / 'multirun'}", *_QUICK_DATA],
     ]  # fmt: skip

@@ -271,9 +271,14 @@ def markdown(study: dict[str, Any]) -> str:
     if curves:
         lines += ["", f"#### Outer frames during training: val pPSNR of (f1 + f{t}) / 2 (dB), mean over seeds", "",
                   "| loss | " + " | ".join(f"step {s}" for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]  # fmt: skip
-        for name, c in curves.items():
-            values = dict(zip(c["step"], c["ppsnr"]))
-            lines.append(f"| {NICE.get(name, name)} | " + " | ".join(f"{values[s]:.2f}" if s in values else "" for s in steps) + " |")
+        values = {name: dict(zip(c["step"], c["ppsnr"])) for name, c in curves.items()}
+        for name, v in values.items():
+            lines.append(f"| {NICE.get(name, name)} | " + " | ".join(f"{v[s]:.2f}" if s in v else "" for s in steps) + " |")
+        for other in ("naive", "order_invariant"):  # the gap the study is about, against training steps
+            if "hypercut" in values and other in values:
+                hc, v = values["hypercut"], values[other]
+                lines.append(f"| *HyperCUT − {NICE[other]}* | "
+                             + " | ".join(f"{hc[s] - v[s]:+.2f}" if s in hc and s in v else "" for s in steps) + " |")
     hc = study["losses"].get("hypercut")
     if hc:
         lines += ["", "Outer frames, HyperCUT minus (mean pPSNR, dB):"]

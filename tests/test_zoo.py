@@ -18,7 +18,7 @@ def test_entry_loads_weights_only_and_runs(name: str) -> None:
     assert not model.training
     with torch.no_grad():
         if name.startswith("ordering"):
-            u, v = model(torch.rand(2, 7, 3, 32, 32))
+            u, v = model(torch.rand(2, 7, 3, 64, 64))
             assert u.shape == v.shape == (2, 3)
         else:
             video = model(torch.rand(1, 3, 37, 50))

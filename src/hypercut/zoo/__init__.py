@@ -6,7 +6,7 @@ its card (data, command, steps, metrics) is in ``docs/MODELS.md``.
 Example:
     >>> from hypercut.zoo import list_models
     >>> [m.name for m in list_models()]  # doctest: +SKIP
-    ['default', 'ordering-default']
+    ['default', 'ordering-camera', 'ordering-default']
     >>> from hypercut.export import load_pretrained
     >>> net = load_pretrained("default")  # doctest: +SKIP
 """
@@ -25,6 +25,7 @@ ZOO_DIR = Path(__file__).parent / "weights"
 _FILES = {
     "default": "default.pt",
     "ordering-default": "ordering-default.pt",
+    "ordering-camera": "ordering-camera.pt",
 }
 
 

@@ -71,14 +71,14 @@ class MotionPairEncoder(nn.Module):
     Args:
         in_channels: Channels of the pair (2 x 3 for RGB frames); split in half into the two frames.
         width: Feature channels.
-        levels: Number of scales; level ``l`` sees displacements up to ``radius * 2**l`` pixels.
+        levels: Number of scales; level ``l`` sees displacements up to ``radius * 2**l`` pixels of the
+            input after ``input_downsample``.
         radius: Displacements tried per axis at each level, in pixels of that level.
         out_dim: Output dimension D.
         activation: Activation of the feature CNN (see :func:`make_activation`).
         temperature: Initial inverse softmax temperature of the histograms (learned, in log space).
         input_downsample: Average-pool the frames by this factor first (1 = off). 2 makes a step about
-            4x cheaper and still resolves the third of a pixel by which the inner pairs of a slow pan
-            differ, through the shape of the histogram around zero.
+            4x cheaper; sub-pixel motion then shows only in the shape of the histogram around zero.
 
     Shape:
         - Input: ``(N, in_channels, H, W)`` with ``H, W > input_downsample * 2 ** levels * radius``.

@@ -6,7 +6,7 @@ its card (data, command, steps, metrics) is in ``docs/MODELS.md``.
 Example:
     >>> from hypercut.zoo import list_models
     >>> [m.name for m in list_models()]  # doctest: +SKIP
-    ['default', 'ordering-camera', 'ordering-default']
+    ['default', 'ordering-default', 'ordering-camera']
     >>> from hypercut.export import load_pretrained
     >>> net = load_pretrained("default")  # doctest: +SKIP
 """

@@ -34,10 +34,11 @@ SPEED_BINS = ((0.0, 3.0), (3.0, 6.0), (6.0, 10.0), (10.0, math.inf))
 
 def draw(
     photos: list[np.ndarray], num: int, size: int, seed: int, motion: MotionRecipe
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``num`` sharp sequences ``(num, 7, 3, size, size)`` with their camera speeds, headings (radians,
-    of the background's displacement from the first to the last frame) and layer counts."""
-    sequences, speeds, headings, layers = [], [], [], []
+    of the background's displacement from the first to the last frame), layer counts and the
+    background's displacement ``(num, 3, 2)`` across each symmetric pair (outermost first)."""
+    sequences, speeds, headings, layers, pairs = [], [], [], [], []
     for i in range(num):
         rng = np.random.default_rng([seed, i])
         scene = natural_scene(rng, photos, (size, size), 35, motion, 2.2)
@@ -47,7 +48,25 @@ def draw(
         speeds.append(math.hypot(dx, dy))
         headings.append(math.atan2(dy, dx))
         layers.append(len(scene.objects))
-    return torch.stack(sequences), np.array(speeds), np.array(headings), np.array(layers)
+        centre = np.array([(size - 1) / 2, (size - 1) / 2, 1.0])
+        source = (scene.background.matrices @ centre).reshape(7, 5, 2).mean(1)  # (T, 2) per frame
+        pairs.append(np.stack([source[k] - source[6 - k] for k in range(3)]))
+    return torch.stack(sequences), np.array(speeds), np.array(headings), np.array(layers), np.array(pairs)
+
+
+def motion_ceiling(pairs: np.ndarray, directions: int = 180) -> float:
+    """Con@K of the best scorer that sees only the true motion: ``u_k = n . d_k`` for one unit vector
+    ``n`` (the form whose side a deblurring net can read off the blur), best over ``directions``
+    headings of ``n``. Hand shake turns the small inner pairs of slow pans, so this is below 1.
+
+    Shape:
+        - pairs: ``(N, K, 2)``, the displacement ``d_k`` across each symmetric pair.
+    """
+    best = 0.0
+    for theta in np.linspace(0.0, math.pi, directions, endpoint=False):
+        side = np.sign(pairs @ np.array([math.cos(theta), math.sin(theta)]))
+        best = max(best, float((side == side[:, :1]).all(axis=1).mean()))
+    return best
 
 
 def heading_predictability(positive: np.ndarray, headings: np.ndarray, bins: int = 12) -> float:
@@ -97,7 +116,7 @@ def main() -> None:
 
     photos = PhotoLibrary.from_sources(["skimage", "opencv-doc"], []).images(args.split)
     motion = MotionRecipe(**json.loads(args.motion))
-    sharp, speeds, headings, layers = draw(photos, args.num, args.size, args.seed, motion)
+    sharp, speeds, headings, layers, pairs = draw(photos, args.num, args.size, args.seed, motion)
     model = load_pretrained(args.weights)
     with torch.inference_mode():
         u, v = torch.cat([torch.stack(model(b)) for b in sharp.split(32)], dim=1)
@@ -112,6 +131,8 @@ def main() -> None:
     print_table(rows, columns)
     predictable = heading_predictability((u[:, 0] > 0).numpy(), headings)
     print(f"canonical side predictable from the motion's heading: {predictable:.3f} (0.5 = not at all)")
+    ceiling = motion_ceiling(pairs)
+    print(f"Con@3 of the best scorer of the true motion (n . d for one direction n): {ceiling:.3f}")
     write_json(
         args.out,
         {
@@ -122,6 +143,7 @@ def main() -> None:
             "motion": json.loads(args.motion),
             "rows": rows,
             "heading_predictability": predictable,
+            "motion_ceiling_con3": ceiling,
         },
     )
 

@@ -31,6 +31,7 @@ def test_ordering_by_motion_quick_partitions_the_scenes(tmp_path: Path) -> None:
         if row["n"]:
             assert 0.0 <= row["con3"] <= row["con2"] <= 1.0
     assert 0.5 <= result["heading_predictability"] <= 1.0
+    assert 0.0 <= result["motion_ceiling_con3"] <= 1.0
     assert "| all" in proc.stdout
 
 
@@ -42,3 +43,16 @@ def test_heading_predictability_tells_a_rule_from_a_coin_toss(monkeypatch) -> No
     headings = rng.uniform(-np.pi, np.pi, 4000)
     assert heading_predictability(np.cos(headings) > 0, headings) > 0.95  # "the background moves right"
     assert heading_predictability(rng.random(4000) > 0.5, headings) < 0.55
+
+
+def test_motion_ceiling_is_one_for_straight_pans_and_drops_with_turning_inner_pairs(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from ordering_by_motion import motion_ceiling
+
+    rng = np.random.default_rng(0)
+    heading = rng.uniform(0, 2 * np.pi, 200)
+    straight = np.stack([np.cos(heading), np.sin(heading)], axis=1)[:, None] * np.array([6.0, 4.0, 2.0])[:, None]
+    assert motion_ceiling(straight) == 1.0
+    turned = straight.copy()
+    turned[:100, 2] *= -1  # half the scenes' inner pair points back: no direction n keeps them on one side
+    assert motion_ceiling(turned) <= 0.55

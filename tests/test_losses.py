@@ -255,6 +255,51 @@ def test_hypercut_regulariser_gradient_is_capped(weight: float) -> None:
     assert out["loss"].item() == pytest.approx(out["recon"].item() + w * out["reg"].item(), rel=1e-6)
 
 
+class BatchRecordingCanonicalizer(BrightnessCanonicalizer):
+    """Records the batch size of every call made with gradients."""
+
+    def __init__(self, weight: float = 5.0) -> None:
+        super().__init__(weight)
+        self.grad_batches: list[int] = []
+
+    def scores(self, pred: Tensor) -> tuple[Tensor, Tensor]:
+        if torch.is_grad_enabled() and pred.requires_grad:
+            self.grad_batches.append(pred.shape[0])
+        return super().scores(pred)
+
+
+@pytest.mark.parametrize("ratio", [0.5, None])
+def test_hypercut_hinge_backpropagates_only_the_wrong_side_sequences(ratio: float | None) -> None:
+    s = _seq(b=4, t=5, seed=21)
+    s[:, 0] += 0.5  # every stored sequence is canonical (u_0 > 0)
+    pred = s + 0.05 * _seq(b=4, t=5, seed=22)
+    pred[1:3] = pred[1:3].flip(1)  # two of the four predictions are reversed: on the wrong side
+    pred.requires_grad_(True)
+    canon = BatchRecordingCanonicalizer(1e4).requires_grad_(False)
+    out = hypercut_loss(pred, s, canon, alpha=0.2, alpha_warmup_steps=0, max_reg_grad_ratio=ratio)
+    (g,) = torch.autograd.grad(out["loss"], pred)
+    assert canon.grad_batches == [2]
+    # the same value and gradient as the hinge on the whole batch with gradients
+    w = out["alpha"].item()
+    reference = charbonnier(pred, s) + w * side_penalty(canon.scores(pred)[0], "hinge")
+    (g_ref,) = torch.autograd.grad(reference, pred)
+    torch.testing.assert_close(g, g_ref)
+    assert out["loss"].item() == pytest.approx(reference.item(), rel=1e-6)
+    assert out["reg"].item() > 0 and out["pred_wrong_side"].item() > 0
+
+
+def test_hypercut_hinge_with_every_pair_on_its_side_skips_the_backward_pass() -> None:
+    s = _seq(b=3, t=5, seed=23)
+    s[:, 0] += 0.5
+    pred = (s + 0.01 * _seq(b=3, t=5, seed=24)).requires_grad_(True)
+    canon = BatchRecordingCanonicalizer().requires_grad_(False)
+    out = hypercut_loss(pred, s, canon, alpha=0.2, alpha_warmup_steps=0)
+    assert canon.grad_batches == []
+    assert out["reg"].item() == 0.0 and out["pred_wrong_side"].item() == 0.0
+    (g,) = torch.autograd.grad(out["loss"], pred)
+    torch.testing.assert_close(g, torch.autograd.grad(charbonnier(pred, s), pred)[0])
+
+
 def test_hypercut_capped_loss_backpropagates_into_a_network() -> None:
     torch.manual_seed(0)
     net = nn.Conv2d(3, 3, 3, padding=1)
@@ -288,7 +333,9 @@ def test_hypercut_gradients_reach_pred_only(t: int, penalty: str, ratio: float |
     canon = BrightnessCanonicalizer().requires_grad_(False)  # as the LitModule passes it
     loss = HyperCUTLoss(alpha=0.2, alpha_warmup_steps=0, penalty=penalty, max_reg_grad_ratio=ratio)
     out = loss(pred, s, canonicalizer=canon)
-    assert canon.calls == 2  # the ground truth once (its score is the logged gt_score), the prediction once
+    # the ground truth once (its score is the logged gt_score), the prediction once; the hinge scores
+    # the prediction without gradients first, then the sequences on the wrong side with gradients
+    assert canon.calls == (3 if penalty == "hinge" else 2)
     assert all(torch.isfinite(v).all() for v in out.values())
     out["loss"].backward()
     assert pred.grad is not None and torch.isfinite(pred.grad).all()

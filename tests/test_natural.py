@@ -138,3 +138,30 @@ def test_camera_order_puts_the_background_moving_right(library: PhotoLibrary) ->
         left = np.abs(first[:, 4:] - last[:, :-4]).mean()
         if abs(dx) > 3:
             assert right < left, (seed, dx, dy)
+
+
+def test_heading_spread_keeps_pans_near_the_horizontal(library: PhotoLibrary) -> None:
+    from hypercut.data.natural import camera_motion, natural_scene
+
+    def heading(seed: int, spread: float) -> float:
+        recipe = MotionRecipe(camera=(8.0, 8.0), camera_heading_spread=spread, shake=0.0, objects=(0, 0))
+        scene = natural_scene(np.random.default_rng(seed), library.images("train"), (40, 40), 21, recipe)
+        dx, dy = camera_motion(scene)
+        return float(np.degrees(np.arctan2(abs(dy), abs(dx))))  # 0: horizontal, 90: vertical
+
+    uniform = [heading(seed, 90.0) for seed in range(40)]
+    narrow = [heading(seed, 20.0) for seed in range(40)]
+    assert max(uniform) > 45.0  # the default draws steep pans too
+    assert max(narrow) < 20.0 + 10.0  # the curvature bends the path by a few degrees at most
+    # both directions of a horizontal pan stay equally possible (a sequence and its reverse)
+    signs = set()
+    for seed in range(40):
+        recipe = MotionRecipe(camera=(8.0, 8.0), camera_heading_spread=20.0, shake=0.0, objects=(0, 0))
+        scene = natural_scene(np.random.default_rng(seed), library.images("train"), (40, 40), 21, recipe)
+        signs.add(bool(camera_motion(scene)[0] > 0))
+    assert signs == {True, False}
+
+
+def test_heading_spread_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="camera_heading_spread"):
+        MotionRecipe(camera_heading_spread=120.0)

@@ -192,6 +192,8 @@ class MotionRecipe:
     Attributes:
         camera: range of the camera's path length (background translation).
         camera_curvature: sideways bend of the camera path, relative to its length.
+        camera_heading_spread: the camera path's heading lies within this many degrees of the
+            horizontal, in either direction; 90 allows every heading (uniform).
         camera_rotation: maximum background rotation over the exposure, degrees.
         camera_zoom: maximum log-scale change of the background over the exposure.
         shake: maximum hand-shake amplitude (a few cycles per exposure).
@@ -209,6 +211,7 @@ class MotionRecipe:
 
     camera: tuple[float, float] = (1.0, 14.0)
     camera_curvature: float = 0.3
+    camera_heading_spread: float = 90.0
     camera_rotation: float = 1.0
     camera_zoom: float = 0.03
     shake: float = 1.0
@@ -219,6 +222,12 @@ class MotionRecipe:
     noise: tuple[float, float] = (0.0, 0.01)
     jpeg_probability: float = 0.0
     order: str = "camera"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.camera_heading_spread <= 90.0:
+            raise ValueError(
+                f"motion.camera_heading_spread must be in [0, 90] degrees, got {self.camera_heading_spread}"
+            )
 
 
 def _photo_crop(rng: np.random.Generator, photo: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -242,9 +251,16 @@ def _photo_crop(rng: np.random.Generator, photo: np.ndarray, h: int, w: int) -> 
     return np.clip(crop * gains.astype(np.float32), 0.0, 1.0).astype(np.float32)
 
 
-def _curved_path(rng: np.random.Generator, tau: np.ndarray, length: float, curvature: float) -> np.ndarray:
-    """Positions ``(N, 2)`` along a path of ``length`` pixels through 0 at ``tau = 0``, gently bent."""
+def _curved_path(
+    rng: np.random.Generator, tau: np.ndarray, length: float, curvature: float, spread: float = 90.0
+) -> np.ndarray:
+    """Positions ``(N, 2)`` along a path of ``length`` pixels through 0 at ``tau = 0``, gently bent.
+
+    Its heading is uniform within ``spread`` degrees of the horizontal, either way (90: any heading).
+    """
     a = rng.uniform(0, 2 * np.pi)
+    if spread < 90.0:  # the same draw, folded onto the two sectors around 0 and pi
+        a = np.pi * (a >= np.pi) + ((a % np.pi) / np.pi * 2 - 1) * np.deg2rad(spread)
     d = np.array([math.cos(a), math.sin(a)])
     normal = np.array([-d[1], d[0]])
     bend = rng.uniform(-curvature, curvature) * length
@@ -277,7 +293,7 @@ def natural_scene(
     tau = (np.arange(n) + 0.5) / n - 0.5
     centre = np.array([(w - 1) / 2, (h - 1) / 2])
 
-    shift = _curved_path(rng, tau, rng.uniform(*m.camera), m.camera_curvature)
+    shift = _curved_path(rng, tau, rng.uniform(*m.camera), m.camera_curvature, m.camera_heading_spread)
     amp = rng.uniform(0, m.shake, 2)
     freq = rng.uniform(1.0, 3.0, 2)
     phase = rng.uniform(0, 2 * np.pi, 2)

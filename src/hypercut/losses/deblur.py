@@ -406,6 +406,29 @@ def side_penalty(scores: Tensor, penalty: Penalty = "hinge") -> Tensor:
     raise ValueError(f"penalty must be 'hinge' or 'softplus', got {penalty!r}")
 
 
+def _scored_penalty(pred: Tensor, canonicalizer: Canonicalizer, penalty: Penalty) -> tuple[Tensor, Tensor]:
+    """``(u, R)``: the prediction's pair scores (detached) and ``side_penalty(u, penalty)``,
+    differentiable in ``pred``.
+
+    The hinge is zero, with zero gradient, for every pair on the canonical side, and a pair's score
+    depends on its own sequence only (the ordering model is frozen in eval mode). So the scores are
+    taken without gradients first, and only the sequences with a pair on the wrong side go through the
+    ordering model again with gradients: the same value and gradient as scoring the whole batch with
+    gradients, at the cost of a forward pass when every pair is on its side (the usual case once the
+    reconstruction has learned the canonical order).
+    """
+    if penalty != "hinge":
+        u, _ = canonicalizer.scores(pred)
+        return u.detach(), side_penalty(u, penalty)
+    with torch.no_grad():
+        u, _ = canonicalizer.scores(pred)
+    wrong = (u < 0).any(dim=1)
+    if not bool(wrong.any()):
+        return u, pred.new_zeros(())
+    u_wrong, _ = canonicalizer.scores(pred[wrong])
+    return u, F.relu(-u_wrong).sum() / u.numel()
+
+
 def hypercut_loss(
     pred: Tensor,
     sharp: Tensor,
@@ -431,7 +454,8 @@ def hypercut_loss(
        weight actually used is ``w = min(alpha_t, ratio * |dL_rec/dpred| / |dR/dpred|)`` (batch norms),
        so ``R`` can steer the prediction but never out-pull the images, whatever the ordering model.
        ``dR/dpred`` is computed once with ``torch.autograd.grad`` and applied through a linear
-       surrogate, so the backward pass goes through the ordering model once, as without the cap;
+       surrogate, so the backward pass goes through the ordering model once, as without the cap,
+       and only for the sequences with a pair on the wrong side (the others add nothing to ``R``);
     2. use ``penalty="hinge"`` (``relu(-u)``): only pairs on the wrong side are penalised; a prediction
        the reconstruction has already brought to the canonical side gets no gradient from ``R``, and
        nothing rewards pushing scores beyond the hyperplane (no exploiting the ordering model);
@@ -474,9 +498,11 @@ def hypercut_loss(
     track = torch.is_grad_enabled() and pred.requires_grad
 
     if a > 0 and track:
-        u, _ = canonicalizer.scores(pred)
-        reg = side_penalty(u, penalty)
-        if max_reg_grad_ratio is None:
+        u, reg = _scored_penalty(pred, canonicalizer, penalty)
+        if not reg.requires_grad:  # no pair on the wrong side: R and its gradient are zero
+            w = torch.tensor(a, device=pred.device)
+            loss = recon
+        elif max_reg_grad_ratio is None:
             w = torch.tensor(a, device=pred.device)
             loss = recon + a * reg
         else:

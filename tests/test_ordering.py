@@ -553,6 +553,33 @@ def test_displacement_histogram_peaks_at_the_motion_and_mirrors_when_swapped(shi
         displacement_histogram(x[..., :6, :6], moved[..., :6, :6], radius=r, scale=1.0)
 
 
+def test_displacement_histogram_matches_the_plain_formula_and_its_gradient() -> None:
+    torch.manual_seed(0)
+    r, scale = 2, 7.0
+    a = torch.randn(3, 4, 9, 11, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 4, 9, 11, dtype=torch.float64, requires_grad=True)
+
+    def plain(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # autograd through slices, as written
+        a, b = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
+        h, w = a.shape[2:]
+        centre = a[:, :, r : h - r, r : w - r]
+        sims = torch.stack(
+            [(centre * b[:, :, r + dy : h - r + dy, r + dx : w - r + dx]).sum(1)
+             for dy in range(-r, r + 1) for dx in range(-r, r + 1)],
+            dim=1,
+        )
+        return torch.softmax(sims * scale, dim=1).mean(dim=(2, 3))
+
+    weights = torch.randn(3, (2 * r + 1) ** 2, dtype=torch.float64)
+    got = displacement_histogram(a, b, r, scale)
+    torch.testing.assert_close(got, plain(a, b))
+    grads = torch.autograd.grad((got * weights).sum(), (a, b))
+    expected = torch.autograd.grad((plain(a, b) * weights).sum(), (a, b))
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e)
+    assert torch.autograd.gradcheck(lambda x, y: displacement_histogram(x, y, r, scale), (a, b))
+
+
 def test_motion_encoder_shapes_gradients_and_errors() -> None:
     torch.manual_seed(0)
     enc = MotionPairEncoder(width=4, levels=2, radius=2, out_dim=5, input_downsample=2)

@@ -340,7 +340,7 @@ def run_quick(folder: Path) -> Path:
     steps = [
         [*train, "experiment=ordering_study", f"hydra.run.dir={ordering}", "logger=csv", "model.encoder.levels=2",
          *_QUICK_DATA],
-        [*train, "-m", "experiment=study", "model/loss=naive,hypercut", "seed=0,1", "model.net.width=8",
+        [*train, "-m", "experiment=study", "model/loss=naive,hypercut", "seed=0,1", "model.net.base_channels=8",
          f"ordering_weights={ordering / 'weights.pt'}", f"hydra.sweep.dir={folder / 'multirun'}", *_QUICK_DATA],
     ]  # fmt: skip
     for cmd in steps:

@@ -496,6 +496,25 @@ def test_lit_module_fast_dev_run() -> None:
     assert "test/con3" in trainer.callback_metrics
 
 
+def test_ordering_study_decays_the_learning_rate_per_step() -> None:
+    """experiment=ordering_study: warm-up + cosine stepped per step (its stream has no epochs)."""
+    from hydra import compose, initialize_config_module
+
+    from hypercut import tasks
+
+    with initialize_config_module(config_module="hypercut.conf", version_base="1.3"):
+        cfg = compose("train", ["experiment=ordering_study", "model.encoder.levels=1"])
+    opt = tasks.build_module(cfg).configure_optimizers()
+    assert opt["lr_scheduler"]["interval"] == "step"
+    sched, lr = opt["lr_scheduler"]["scheduler"], []
+    for _ in range(cfg.trainer.max_steps):
+        lr.append(opt["optimizer"].param_groups[0]["lr"])
+        opt["optimizer"].step()
+        sched.step()
+    base = cfg.model.optimizer.lr
+    assert lr[0] < 0.05 * base and max(lr) == pytest.approx(base) and lr[-1] < 0.06 * base
+
+
 # ---------------------------------------------------------------- learning
 
 

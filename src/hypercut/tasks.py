@@ -143,6 +143,7 @@ def _build_ordering(cfg: DictConfig) -> LightningModule:
         loss=make(m.loss),
         optimizer=make(m.optimizer) if m.get("optimizer") else None,
         scheduler=make(m.scheduler) if m.get("scheduler") else None,
+        scheduler_interval=m.get("scheduler_interval", "epoch"),
         num_frames=cfg.num_frames,
         net_spec=spec,
     )

@@ -39,8 +39,9 @@ class OrderingLitModule(L.LightningModule):
         loss: ``loss(u, v) -> scalar``; default :class:`~hypercut.losses.HyperCUTOrderingLoss`.
         optimizer: ``optimizer(params) -> Optimizer`` (e.g. a ``functools.partial`` or Hydra
             ``_partial_``); ``None`` uses the released Adamax(lr=5e-4).
-        scheduler: ``scheduler(optimizer) -> LRScheduler``, stepped once per epoch; defaults to the
-            released StepLR(step_size=3, gamma=0.9); ``None`` for a constant learning rate.
+        scheduler: ``scheduler(optimizer) -> LRScheduler``, stepped every ``scheduler_interval``;
+            defaults to the released StepLR(step_size=3, gamma=0.9); ``None`` for a constant learning rate.
+        scheduler_interval: ``"epoch"`` or ``"step"`` (for a stream without epochs).
         num_frames: T of the sequences (the metrics track K = T // 2 pairs).
         net_spec: how to rebuild ``net`` without this module (see :mod:`hypercut.export`);
             stored in the hyper-parameters so a ``.ckpt`` can be exported to a weights-only file.
@@ -56,6 +57,7 @@ class OrderingLitModule(L.LightningModule):
         loss: nn.Module | None = None,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = RELEASED_SCHEDULER,
+        scheduler_interval: str = "epoch",
         num_frames: int = 7,
         net_spec: Mapping[str, Any] | None = None,
     ) -> None:
@@ -124,4 +126,4 @@ class OrderingLitModule(L.LightningModule):
         self._log_metrics("test", self.test_metrics)
 
     def configure_optimizers(self) -> Any:
-        return configure_optimizers(self.net, self.optimizer_factory, self.scheduler_factory, "epoch")
+        return configure_optimizers(self.net, self.optimizer_factory, self.scheduler_factory, self.hparams["scheduler_interval"])

@@ -114,3 +114,13 @@ def test_quick_study_through_hypercut_train(tmp_path: Path) -> None:
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| identity (blurry ×T) |" in text and "| HyperCUT (n=2) |" in text
     assert "#### Order of the predictions" in text and "| HyperCUT (n=2) |" in proc.stdout  # printed too
+
+
+def test_study_config_runs_two_jobs_at_a_time() -> None:
+    """experiment=study: MultiFrameUNet, equal steps, and a multirun that keeps both cores busy."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="hypercut.conf", version_base="1.3"):
+        cfg = compose("train", ["experiment=study"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
+    assert cfg.model.net._target_ == "hypercut.models.MultiFrameUNet" and cfg.trainer.max_steps == 1500

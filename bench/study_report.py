@@ -14,8 +14,10 @@ This script only reads what the jobs wrote: per job folder ``metrics.json`` (the
 ``.hydra/config.yaml`` (written when the job starts) to its ``metrics.json`` (written at its end).
 
 It writes ``--json`` (``{"seeds", "steps", "ordering": {"con2", "con3", "untrained_con3"}, "losses":
-{name: {"ppsnr": [f1..fT], "ppsnr_std": [...], ...}}, "identity": {"ppsnr": [...]}, "wall_s", "elapsed_s"}``; ``wall_s`` sums the runs' wall times,
-``elapsed_s`` runs from the first start to the last end, which is shorter when jobs ran side by side), a
+{name: {"ppsnr": [f1..fT], "ppsnr_std": [...], ...}}, "identity": {"ppsnr": [...]}, "wall_s", "elapsed_s", "ordering_wall_s", "multirun_elapsed_s"}``;
+``wall_s`` sums the runs' wall times, ``elapsed_s`` runs from the first start to the last end, which is
+shorter when jobs ran side by side; ``multirun_elapsed_s`` is the same for the deblurring jobs alone,
+so that ``ordering_wall_s + multirun_elapsed_s`` leaves out any pause between the two commands), a
 PNG of the per-frame pPSNR per loss (``--plot``), prints the Markdown tables and, with
 ``--write-docs``, puts them into their section of ``docs/RESULTS.md``.
 
@@ -203,6 +205,8 @@ def summarize(jobs: list[dict[str, Any]], ordering: dict[str, Any] | None) -> di
     # from the first start to the last end: less than ``wall`` when jobs ran side by side
     spans = [j["span"] for j in jobs if j["span"]] + ([ordering["span"]] if ordering and ordering.get("span") else [])
     elapsed = max(e for _, e in spans) - min(s for s, _ in spans) if spans else 0.0
+    job_spans = [j["span"] for j in jobs if j["span"]]
+    multirun = max(e for _, e in job_spans) - min(s for s, _ in job_spans) if job_spans else 0.0
     return {
         "seeds": sorted({j["seed"] for j in done}),
         "steps": max(j["steps"] for j in done),
@@ -212,6 +216,8 @@ def summarize(jobs: list[dict[str, Any]], ordering: dict[str, Any] | None) -> di
         "identity": {"ppsnr": identity},
         "wall_s": round(wall, 1),
         "elapsed_s": round(elapsed, 1),
+        "ordering_wall_s": (ordering or {}).get("wall_s"),
+        "multirun_elapsed_s": round(multirun, 1),
         "jobs": [
             {k: j[k] for k in ("dir", "loss", "seed", "steps", "validated_step", "wall_s")} | {"finished": j in done}
             for j in jobs
@@ -236,7 +242,13 @@ def markdown(study: dict[str, Any]) -> str:
         f"Seeds {study['seeds']}, {study['steps']} steps per job, test split; mean ± std over seeds. "
         f"Ordering model: val Con@2 {fmt(o['con2'])}, Con@3 {fmt(o['con3'])} "
         f"(untrained network: Con@3 {fmt(o['untrained_con3'])}). Wall time, all runs one after another: "
-        f"{study['wall_s'] / 60:.1f} min; first start to last end: {study['elapsed_s'] / 60:.1f} min.",
+        f"{study['wall_s'] / 60:.1f} min; first start to last end: {study['elapsed_s'] / 60:.1f} min"
+        + (
+            f" (the ordering run {study['ordering_wall_s'] / 60:.1f} min, then the multirun's jobs "
+            f"{study['multirun_elapsed_s'] / 60:.1f} min from the first start to the last end)."
+            if study.get("ordering_wall_s")
+            else "."
+        ),
         "",
     ]
     short = [j for j in study["jobs"] if j["validated_step"] is not None and j["validated_step"] < j["steps"]]

@@ -108,6 +108,7 @@ def test_quick_study_through_hypercut_train(tmp_path: Path) -> None:
             assert len(entry[key]) == T
         assert sum(entry["order"].values()) == pytest.approx(1.0)
     assert len(study["identity"]["ppsnr"]) == T and study["wall_s"] > 0 and study["elapsed_s"] > 0
+    assert 0 < study["multirun_elapsed_s"] <= study["elapsed_s"] and study["ordering_wall_s"] > 0
     assert all(j["finished"] and j["validated_step"] == 4 for j in study["jobs"]) and len(study["jobs"]) == 4
     assert all(entry["outer_curve"]["step"] == [2, 4] for entry in study["losses"].values())
     assert (tmp_path / "study_ppsnr.png").stat().st_size > 0

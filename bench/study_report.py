@@ -203,9 +203,9 @@ def summarize(jobs: list[dict[str, Any]], ordering: dict[str, Any] | None) -> di
     walls = [j["wall_s"] for j in jobs if j["wall_s"] is not None]
     wall = sum(walls) + ((ordering or {}).get("wall_s") or 0.0)
     # from the first start to the last end: less than ``wall`` when jobs ran side by side
-    spans = [j["span"] for j in jobs if j["span"]] + ([ordering["span"]] if ordering and ordering.get("span") else [])
-    elapsed = max(e for _, e in spans) - min(s for s, _ in spans) if spans else 0.0
     job_spans = [j["span"] for j in jobs if j["span"]]
+    spans = job_spans + ([ordering["span"]] if ordering and ordering.get("span") else [])
+    elapsed = max(e for _, e in spans) - min(s for s, _ in spans) if spans else 0.0
     multirun = max(e for _, e in job_spans) - min(s for s, _ in job_spans) if job_spans else 0.0
     return {
         "seeds": sorted({j["seed"] for j in done}),

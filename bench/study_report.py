@@ -14,7 +14,10 @@ This script only reads what the jobs wrote: per job folder ``metrics.json`` (the
 ``.hydra/config.yaml`` (written when the job starts) to its ``metrics.json`` (written at its end).
 
 It writes ``--json`` (``{"seeds", "steps", "ordering": {"con2", "con3", "untrained_con3"}, "losses":
-{name: {"ppsnr": [f1..fT], "ppsnr_std": [...], ...}}, "identity": {"ppsnr": [...]}, "wall_s", "elapsed_s", "ordering_wall_s", "multirun_elapsed_s"}``;
+{name: {"ppsnr": [f1..fT], "ppsnr_std": [...], "ppsnr_gain": [...], "ppsnr_gain_std": [...],
+"ppsnr_gain_by_seed": [...], ...}}, "identity": {"ppsnr": [...]}, "wall_s", "elapsed_s", "ordering_wall_s",
+"multirun_elapsed_s"}``; ``ppsnr_gain`` is each job's pPSNR minus the identity's on its own seed's test
+scenes, which differ between seeds, so its spread over seeds is that of the gain alone;
 ``wall_s`` sums the runs' wall times, ``elapsed_s`` runs from the first start to the last end, which is
 shorter when jobs ran side by side; ``multirun_elapsed_s`` is the same for the deblurring jobs alone,
 so that ``ordering_wall_s + multirun_elapsed_s`` leaves out any pause between the two commands), a
@@ -194,6 +197,14 @@ def summarize(jobs: list[dict[str, Any]], ordering: dict[str, Any] | None) -> di
                 k.removeprefix("order_"): round(statistics.fmean(float(j["metrics"][f"test/{k}"]) for j in runs), 4)
                 for k in order_keys
             }
+        if all("test/identity_ppsnr_f1" in j["metrics"] for j in runs):
+            # each job against the identity on its own seed's test scenes: the seeds draw different scenes
+            gains = [[p - b for p, b in zip(_frames(j["metrics"], "ppsnr", t), _frames(j["metrics"], "identity_ppsnr", t))]
+                     for j in runs]  # fmt: skip
+            stats = [_mean_std([g[i] for g in gains]) for i in range(t)]
+            entry["ppsnr_gain"] = [round(m, 4) for m, _ in stats]
+            entry["ppsnr_gain_std"] = [round(s, 4) for _, s in stats]
+            entry["ppsnr_gain_by_seed"] = [round(statistics.fmean(g), 4) for g in gains]
         curve = _outer_curve(runs, t)
         if curve:
             entry["outer_curve"] = curve
@@ -226,10 +237,10 @@ def summarize(jobs: list[dict[str, Any]], ordering: dict[str, Any] | None) -> di
 
 
 # ---------------------------------------------------------------------------------------------- output
-def _row(label: str, means: list[float], stds: list[float] | None, digits: int) -> str:
-    cells = [f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if stds is not None else "") for m, s in zip(means, stds or means)]
+def _row(label: str, means: list[float], stds: list[float] | None, digits: int, sign: str = "") -> str:
+    cells = [f"{m:{sign}.{digits}f}" + (f" ± {s:.{digits}f}" if stds is not None else "") for m, s in zip(means, stds or means)]
     mean = statistics.fmean(means)
-    return f"| {label} | " + " | ".join(cells) + f" | {mean:.{digits}f} |"
+    return f"| {label} | " + " | ".join(cells) + f" | {mean:{sign}.{digits}f} |"
 
 
 def markdown(study: dict[str, Any]) -> str:
@@ -272,6 +283,15 @@ def markdown(study: dict[str, Any]) -> str:
             if key in e:
                 lines.append(_row(f"{NICE.get(name, name)} (n={len(e['seeds'])})", e[key], e[f"{key}_std"], digits))
         lines.append("")
+    gain_head = head.replace(" mean |\n", " mean | mean per seed |\n") + "---|"
+    lines += ["#### pPSNR gain over the identity per frame (dB; each job against the identity on its seed's test scenes)",
+              "", gain_head]  # fmt: skip
+    for name, e in study["losses"].items():
+        if "ppsnr_gain" in e:
+            by_seed = ", ".join(f"{g:+.2f}" for g in e["ppsnr_gain_by_seed"])
+            row = _row(f"{NICE.get(name, name)} (n={len(e['seeds'])})", e["ppsnr_gain"], e["ppsnr_gain_std"], 2, "+")
+            lines.append(f"{row} {by_seed} |")
+    lines.append("")
     lines += ["#### Order of the predictions (against the canonical order; ties within 0.05 dB mean PSNR)", "",
               "| loss | follows | reversed | time-symmetric |", "|---|---|---|---|"]  # fmt: skip
     for name, e in study["losses"].items():

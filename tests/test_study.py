@@ -27,7 +27,7 @@ def _report() -> ModuleType:
     return module
 
 
-def _job(sweep: Path, num: int, loss: str, seed: int, ppsnr: float, steps: int = 10) -> None:
+def _job(sweep: Path, num: int, loss: str, seed: int, ppsnr: float, steps: int = 10, identity: float = 20.0) -> None:
     """A finished job folder as hypercut-train writes it (only the files the report reads)."""
     run = sweep / str(num)
     (run / ".hydra").mkdir(parents=True)
@@ -38,7 +38,7 @@ def _job(sweep: Path, num: int, loss: str, seed: int, ppsnr: float, steps: int =
     metrics: dict[str, float] = {}
     for i in range(1, T + 1):
         metrics |= {f"test/ppsnr_f{i}": ppsnr + i, f"test/pssim_f{i}": 0.5, f"test/psnr_f{i}": ppsnr,
-                    f"test/canon_psnr_f{i}": ppsnr - 1, f"test/identity_ppsnr_f{i}": 20.0}  # fmt: skip
+                    f"test/canon_psnr_f{i}": ppsnr - 1, f"test/identity_ppsnr_f{i}": identity}  # fmt: skip
     metrics |= {"test/order_follows": 0.5, "test/order_reversed": 0.25, "test/order_symmetric": 0.25}
     (run / "metrics.json").write_text(json.dumps(metrics))
     points = [{"step": step, "val/ppsnr_f1": ppsnr + step, f"val/ppsnr_f{T}": ppsnr} for step in (steps // 2, steps)]
@@ -50,8 +50,8 @@ def test_summary_means_and_stds_over_seeds(tmp_path: Path) -> None:
     sweep = tmp_path / "multirun"
     _job(sweep, 0, "naive", 0, 21.0)
     _job(sweep, 1, "hypercut", 0, 22.0)
-    _job(sweep, 2, "naive", 1, 23.0)
-    _job(sweep, 3, "hypercut", 1, 22.0)
+    _job(sweep, 2, "naive", 1, 23.0, identity=22.0)
+    _job(sweep, 3, "hypercut", 1, 22.0, identity=22.0)
     (sweep / "ordering").mkdir()
     (sweep / "ordering" / "metrics.json").write_text(json.dumps({"val/con2": 0.9, "val/con3": 0.8, "untrained/con3": 0.6}))
     study = report.summarize(report.read_jobs(sweep), report.read_ordering(sweep / "ordering"))
@@ -65,9 +65,15 @@ def test_summary_means_and_stds_over_seeds(tmp_path: Path) -> None:
     assert naive["order"] == {"follows": 0.5, "reversed": 0.25, "symmetric": 0.25}
     # the outer frames during training: mean over seeds of (f1 + fT) / 2 at each validated step
     assert naive["outer_curve"] == {"step": [5, 10], "ppsnr": [pytest.approx(24.5), pytest.approx(27.0)]}
-    assert study["identity"]["ppsnr"] == [20.0] * T
+    assert study["identity"]["ppsnr"] == [21.0] * T
+    # the gain over the identity is taken within each job: seed 0 against 20 dB, seed 1 against 22 dB
+    assert naive["ppsnr_gain_by_seed"] == [pytest.approx(5.0), pytest.approx(5.0)]
+    assert naive["ppsnr_gain"] == [pytest.approx(1.0 + i) for i in range(1, T + 1)]
+    assert naive["ppsnr_gain_std"] == [pytest.approx(0.0)] * T
+    assert study["losses"]["hypercut"]["ppsnr_gain_by_seed"] == [pytest.approx(6.0), pytest.approx(4.0)]
     text = report.markdown(study)
     assert "| naive (n=2) | 23.00 ± 1.41 |" in text
+    assert "| naive (n=2) | +2.00 ± 0.00 |" in text and "| +5.00 | +5.00, +5.00 |" in text
     assert "- naive: f1 +0.00, f7 +0.00" in text  # HyperCUT minus naive on the outer frames
     assert "| naive | 24.50 | 27.00 |" in text
 

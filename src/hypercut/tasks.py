@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from hypercut.export import build_from_spec, load_pretrained, save_weights
+from hypercut.models import load_with_new_blocks
 
 if TYPE_CHECKING:  # Lightning is imported by the jobs that train or evaluate, not by `infer`/`export`
     from lightning.pytorch import Callback, LightningModule
@@ -176,7 +177,11 @@ def _build_deblur(cfg: DictConfig) -> LightningModule:
 
 
 def _initial_net(cfg: DictConfig) -> torch.nn.Module:
-    """``model.net``, starting from the weights of ``init_weights`` (a file or a zoo name) when set."""
+    """``model.net``, starting from the weights of ``init_weights`` (a file or a zoo name) when set.
+
+    ``model.net`` may have more NAFNet blocks per level than those weights: the new blocks start as the
+    identity, so a deeper network starts from the source's quality (see ``load_with_new_blocks``).
+    """
     net = make(cfg.model.net)
     init = cfg.get("init_weights")
     if init:
@@ -186,9 +191,11 @@ def _initial_net(cfg: DictConfig) -> torch.nn.Module:
                 f"init_weights={init}: holds a {type(source).__name__}, but model/net builds a {type(net).__name__}"
             )
         try:
-            net.load_state_dict(source.state_dict())
+            new_blocks = load_with_new_blocks(net, source.state_dict())
         except RuntimeError as err:
             raise ConfigError(f"init_weights={init}: does not fit model/net ({err})") from err
+        if new_blocks:
+            log.info("init_weights=%s: %d new blocks start as the identity: %s", init, len(new_blocks), new_blocks)
     return net
 
 

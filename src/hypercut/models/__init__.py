@@ -21,7 +21,7 @@ from hypercut.models.blocks import (
 )
 from hypercut.models.jin import JinBlur2Vid, JinFrameNet
 from hypercut.models.multiframe_unet import MultiFrameUNet
-from hypercut.models.nafnet import MotionWarpNet, NAFBlock, NAFMultiFrame, NAFUNet
+from hypercut.models.nafnet import MotionWarpNet, NAFBlock, NAFMultiFrame, NAFUNet, load_with_new_blocks
 from hypercut.models.purohit import BlurryEncoder, FlowDecoder, PurohitBlur2Vid, VideoEncoder
 from hypercut.models.unet_convlstm import UNetConvLSTM
 
@@ -42,6 +42,7 @@ __all__ = [
     "UNetConvLSTM",
     "VideoEncoder",
     "crop_to",
+    "load_with_new_blocks",
     "pad_to_multiple",
     "warp",
 ]

@@ -20,7 +20,16 @@ from torch import Tensor, nn
 
 from hypercut.models.blocks import crop_to, pad_to_multiple
 
-__all__ = ["LayerNorm2d", "MotionWarpNet", "NAFBlock", "NAFMultiFrame", "NAFUNet", "frame_times", "warp_sequence"]
+__all__ = [
+    "LayerNorm2d",
+    "MotionWarpNet",
+    "NAFBlock",
+    "NAFMultiFrame",
+    "NAFUNet",
+    "frame_times",
+    "load_with_new_blocks",
+    "warp_sequence",
+]
 
 
 def frame_times(num_frames: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -95,6 +104,39 @@ class NAFBlock(nn.Module):
         x = x + self.beta * self.project(y)
         y = self.ffn_project(self._gate(self.ffn_expand(self.norm2(x))))
         return x + self.gamma * y
+
+
+def load_with_new_blocks(net: nn.Module, state: dict[str, Tensor]) -> list[str]:
+    """Load ``state`` into ``net``, which may have more :class:`NAFBlock` s per level than its source.
+
+    A network made deeper this way computes exactly what its source did: the blocks that ``state``
+    lacks keep their initialisation, the identity (their branch scales start at zero), and sit after
+    the loaded blocks of their level. Training then starts from the source's quality with more capacity.
+
+    Args:
+        net: A freshly built network (its new blocks still at their initialisation).
+        state: A ``state_dict`` of the same class with the same widths.
+
+    Returns:
+        The names of the blocks that ``state`` did not have, e.g. ``["trunk.middle.4"]``.
+
+    Raises:
+        RuntimeError: on a shape mismatch, a key ``net`` lacks, or a missing key outside a whole new block.
+    """
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if unexpected:
+        raise RuntimeError(f"keys the network does not have: {unexpected[:5]}")
+    blocks = {name: m for name, m in net.named_modules() if isinstance(m, NAFBlock)}
+    new: set[str] = set()
+    for key in missing:
+        owner = next((name for name in blocks if key.startswith(name + ".")), None)
+        if owner is None:
+            raise RuntimeError(f"missing key {key!r} is not part of a NAFBlock")
+        new.add(owner)
+    for name in new:
+        if any(f"{name}.{k}" in state for k in blocks[name].state_dict()):
+            raise RuntimeError(f"block {name!r} is only partly in the weights")
+    return sorted(new)
 
 
 class NAFUNet(nn.Module):

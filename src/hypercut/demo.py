@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
 
 from hypercut import tasks
 
@@ -54,24 +53,26 @@ def run(out: str | Path, quick: bool = False) -> dict[str, object]:
         timings[name] = time.perf_counter()
         print(f"\n=== {name} ===", flush=True)
 
-    def deblur_config() -> DictConfig:
-        overrides = [
+    ordering_dir = out / "ordering"
+    ordering_weights = ordering_dir / "weights.pt"
+    deblur_dir = out / "deblur"
+    deblur_cfg = tasks.compose(
+        "train",
+        [
             *common,
             "experiment=demo_deblur",
             f"ordering_weights={ordering_weights}",
             f"trainer.max_steps={settings['deblur_steps']}",
         ]
-        return tasks.compose("train", overrides + (["trainer.val_check_interval=2"] if quick else []), output_dir=deblur_dir)
-
-    ordering_dir = out / "ordering"
-    ordering_weights = ordering_dir / "weights.pt"
-    deblur_dir = out / "deblur"
+        + (["trainer.val_check_interval=2"] if quick else []),
+        output_dir=deblur_dir,
+    )
 
     stage("render held-out scenes")
     from hypercut.data import write_natural_dataset
 
     # The photographs and the motion of the deblurring stage's data, so test scenes match training's.
-    scenes = instantiate(deblur_config().data)
+    scenes = instantiate(deblur_cfg.data)
     write_natural_dataset(
         data_root,
         num_samples=settings["num_samples"],
@@ -101,7 +102,7 @@ def run(out: str | Path, quick: bool = False) -> dict[str, object]:
     label_stats = tasks.label_order(cfg)
 
     stage("fine-tune the deblurring net (shipped MotionWarpNet, HyperCUT loss)")
-    tasks.train(deblur_config())
+    tasks.train(deblur_cfg)
 
     stage("evaluate")
     cfg = tasks.compose(

@@ -1,18 +1,22 @@
 """Validation pPSNR against wall-clock time for the old and the new deblurring recipe, in one run.
 
-Both recipes train through the library (``hypercut.tasks.train``, the same path as ``hypercut-train``)
-on the same natural-image data and are validated on the same held-out scenes; a
+Every recipe trains through the library (``hypercut.tasks.train``, the same path as ``hypercut-train``)
+on the same natural-image data and is validated on the same held-out scenes; a
 :class:`hypercut.lit.timeline.MetricTimeline` callback records each validation's time and metrics.
 
-- ``old``: the previous default — MultiFrameUNet (3.5 M parameters, plain residual blocks), AdamW
-  lr 5e-4, naive loss (the old default loss needs an ordering model, which would add its own time).
+- ``old``: the previous default deblurring recipe, ``hypercut-train``'s model defaults —
+  MultiFrameUNet (3.5 M parameters, plain residual blocks), the HyperCUT loss with a frozen ordering
+  model (the shipped ``ordering-default``, so its training time is not counted), AdamW lr 5e-4.
+- ``old_given_order``: the same backbone and learning rate with the naive loss on frames stored in
+  the camera's direction (``data.motion.order=camera``): the old backbone handed the true order for
+  free, which the old recipe never had. A reference, not the target.
 - ``new``: ``experiment=natural`` — MotionWarpNet with the best-direction loss, AdamW lr 2e-3.
 
-Writes ``<out>.json`` (the curves, each recipe's best and the time the new recipe needed to reach the
-old recipe's best) and ``<out>.png``, and prints a short table.
+Writes ``<out>.json`` (the curves, each recipe's best and the time the new recipe needed to reach
+each other recipe's best) and ``<out>.png``, and prints a short table.
 
     python bench/time_to_quality.py --minutes 8 --out bench/results/time_to_quality
-    python bench/time_to_quality.py --minutes 8 --threads 1 --parallel   # both at once, a core each
+    python bench/time_to_quality.py --minutes 8 --threads 1 --parallel   # all at once, a process each
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+_OLD_NET = ["experiment=natural", "model/net=multiframe_unet", "model.optimizer.lr=5e-4"]
 RECIPES = {
-    "old": ["experiment=natural", "model/net=multiframe_unet", "model/loss=naive", "model.optimizer.lr=5e-4"],
+    "old": [*_OLD_NET, "model/loss=hypercut", "ordering_weights=ordering-default"],
+    "old_given_order": [*_OLD_NET, "model/loss=naive", "+data.motion.order=camera"],
     "new": ["experiment=natural"],
 }
 
@@ -58,15 +64,25 @@ def run_recipe(name: str, minutes: float, val_every: int, work: Path, threads: i
 
 
 def summarise(curves: dict[str, list[dict]]) -> dict:
-    """Best pPSNR per recipe and the wall time at which the new recipe first reaches the old best."""
+    """Best pPSNR per recipe and, for every other recipe, when the new one first reaches its best.
+
+    ``time_ratio`` is that time over the time the other recipe took to its best; the target is
+    ``reaches["old"]["time_ratio"] <= 0.2``.
+    """
     best = {k: max(curves[k], key=lambda p: p["val/ppsnr"]) for k in curves}
-    target = best["old"]["val/ppsnr"]
-    reached = next((p for p in curves["new"] if p["val/ppsnr"] >= target), None)
+    reaches = {}
+    for name in curves:
+        if name == "new":
+            continue
+        hit = next((p for p in curves["new"] if p["val/ppsnr"] >= best[name]["val/ppsnr"]), None)
+        reaches[name] = {
+            "wall_s": None if hit is None else hit["wall_s"],
+            "time_ratio": None if hit is None else round(hit["wall_s"] / best[name]["wall_s"], 3),
+        }
     return {
-        "identity_ppsnr": curves["old"][0].get("val/identity_ppsnr"),
+        "identity_ppsnr": curves["new"][0].get("val/identity_ppsnr"),
         "best": {k: {"ppsnr": v["val/ppsnr"], "wall_s": v["wall_s"], "step": v["step"]} for k, v in best.items()},
-        "new_reaches_old_best_s": None if reached is None else reached["wall_s"],
-        "time_ratio": None if reached is None else round(reached["wall_s"] / best["old"]["wall_s"], 3),
+        "new_reaches": reaches,
     }
 
 
@@ -120,7 +136,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, b in summary["best"].items():
         print(f"| {name} | {b['ppsnr']:.2f} | {b['wall_s']:.0f} | {b['step']} |")
-    print(f"new reaches old best after {summary['new_reaches_old_best_s']} s (ratio {summary['time_ratio']})")
+    for name, hit in summary["new_reaches"].items():
+        print(f"new reaches {name}'s best after {hit['wall_s']} s (time ratio {hit['time_ratio']}; target <= 0.2 for old)")
 
 
 if __name__ == "__main__":

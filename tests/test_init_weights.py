@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from hypercut import tasks
-from hypercut.export import save_weights, spec_of
+from hypercut.export import load_pretrained, save_weights, spec_of
 from hypercut.models import MultiFrameUNet
 
 TINY = {"num_frames": 7, "base_channels": 8, "depth": 2, "max_channels": 16}
@@ -69,3 +71,29 @@ def test_a_block_partly_in_the_weights_is_an_error() -> None:
     del state["trunk.middle.0.beta"]
     with pytest.raises(RuntimeError, match="partly"):
         load_with_new_blocks(MotionWarpNet(**SMALL_WARP), state)
+
+
+def test_a_fine_tune_that_never_beats_its_start_exports_the_start(tiny_dataset, tmp_path) -> None:
+    """validate_untrained: the weights before training compete with every later validation for export."""
+    from hypercut.models import MotionWarpNet
+
+    source = MotionWarpNet(**SMALL_WARP)  # zero heads: the identity, which a wild learning rate cannot beat
+    path = save_weights(source, tmp_path / "w.pt", spec_of(source, **SMALL_WARP))
+    cfg = tasks.compose(
+        "train",
+        ["model/net=motion_warp", "model/loss=naive", "num_frames=7", *(f"model.net.{k}={v}" for k, v in SMALL_WARP.items() if k != "num_frames"),
+         f"init_weights={path}", "validate_untrained=true", "model.optimizer.lr=0.5", "model.scheduler.warmup_steps=1",
+         "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.check_val_every_n_epoch=null",
+         f"paths.root_dir={tmp_path}", "data=folder", f"data.root={tiny_dataset}", "data.batch_size=2", "data.crop_size=32",
+         "logger=csv", "+trainer.enable_progress_bar=false"],
+        output_dir=tmp_path / "run",
+    )  # fmt: skip
+    tasks.train(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+    (state,) = [v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint") and v.get("monitor")]
+    assert float(state["best_model_score"]) < metrics["untrained/ppsnr"]  # training only made it worse
+    exported = load_pretrained(tmp_path / "run" / "weights.pt")
+    for key, value in source.state_dict().items():
+        assert torch.equal(exported.state_dict()[key], value), key
+    assert metrics["test/ppsnr"] == pytest.approx(metrics["test/identity_ppsnr"])  # tested: the identity it started as

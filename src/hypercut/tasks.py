@@ -7,6 +7,7 @@ call them directly; ``hypercut.cli`` only wraps them with ``@hydra.main``.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -352,7 +353,9 @@ def train(cfg: DictConfig) -> float | None:
     """Train (and test) the module of ``cfg``; returns ``cfg.optimized_metric`` for sweeps.
 
     Writes into ``paths.output_dir``: ``checkpoints/{best,last}.ckpt``, ``weights.pt`` (weights-only,
-    see :mod:`hypercut.export`) and ``metrics.json`` with every logged value.
+    see :mod:`hypercut.export`) and ``metrics.json`` with every logged value. The test stage and
+    ``weights.pt`` use the best validated weights; with ``validate_untrained`` the weights before
+    training are among them.
 
     Stopped by Ctrl-C or SIGTERM, it still writes ``checkpoints/last.ckpt`` (resumable with
     ``ckpt_path=last``), ``weights.pt`` and ``metrics.json``, then raises ``SystemExit`` with status
@@ -391,12 +394,16 @@ def _train(cfg: DictConfig) -> float | None:
         logger.log_hyperparams({**hyperparameters, **_parameter_counts(module)})  # type: ignore[dict-item]
 
     metrics: dict[str, float] = {}
+    start: tuple[float, dict[str, torch.Tensor]] | None = None  # the monitored value before training, and its weights
     if cfg.get("validate_untrained") and cfg.get("ckpt_path") is None:
         # The untrained network's scores, the baseline every trained value is read against.
         trainer.validate(module, datamodule=datamodule, verbose=False)
         metrics.update({k.replace("val/", "untrained/", 1): v for k, v in _scalars(trainer.callback_metrics).items()})
         for logger in loggers:
             logger.log_metrics({k: v for k, v in metrics.items()}, step=0)
+        monitored = str(cfg.get("optimized_metric") or "").replace("val/", "untrained/", 1)
+        if monitored in metrics:
+            start = (metrics[monitored], copy.deepcopy(module.state_dict()))
     interrupted: SystemExit | None = None
     if cfg.get("train", True):
         try:
@@ -408,15 +415,21 @@ def _train(cfg: DictConfig) -> float | None:
         metrics.update(_scalars(trainer.callback_metrics))
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if best and not getattr(trainer, "fast_dev_run", False):
-        # Test and export the best checkpoint, not whatever the last step left.
-        try:
-            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        except (RuntimeError, OSError, EOFError) as err:
-            if interrupted is None:
-                raise
-            # The signal arrived while best.ckpt was being written: keep the latest weights.
-            log.warning("%s is unreadable (%s): exporting the weights of step %d", best, err, trainer.global_step)
+        # Test and export the best validated weights, not whatever the last step left; the weights
+        # before training count too (ModelCheckpoint never sees that validation).
+        state = None
+        if start is not None and _beats(start[0], trainer.checkpoint_callback):
+            log.warning("no validation beat the weights before training (%s %.4g): exporting those", cfg.optimized_metric, start[0])
+            state = start[1]
         else:
+            try:
+                state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            except (RuntimeError, OSError, EOFError) as err:
+                if interrupted is None:
+                    raise
+                # The signal arrived while best.ckpt was being written: keep the latest weights.
+                log.warning("%s is unreadable (%s): exporting the weights of step %d", best, err, trainer.global_step)
+        if state is not None:
             module.load_state_dict(state)
             if interrupted is None and cfg.model.kind != "deblur":
                 # An ordering run has no test stage: its val metrics must describe the exported weights.
@@ -439,6 +452,14 @@ def _train(cfg: DictConfig) -> float | None:
         logger.finalize("success")
     value = metrics.get(cfg.get("optimized_metric") or "")
     return float(value) if value is not None else None
+
+
+def _beats(value: float, callback: Callback | None) -> bool:
+    """Whether ``value`` of the monitored metric is better than the checkpoint callback's best so far."""
+    best = getattr(callback, "best_model_score", None)
+    if best is None:
+        return False
+    return value < float(best) if getattr(callback, "mode", "max") == "min" else value > float(best)
 
 
 def _resolve_ckpt(cfg: DictConfig, out: Path) -> str | None:

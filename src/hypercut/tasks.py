@@ -581,7 +581,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from hypercut.report import write_results
 
     configure_environment()
-    net = load_pretrained(cfg.weights)
+    net = with_self_ensemble(load_pretrained(cfg.weights), cfg.get("self_ensemble", 1))
     canonicalizer = None
     if cfg.get("ordering_weights"):
         canonicalizer = make(cfg.canonicalizer, model=load_pretrained(cfg.ordering_weights))
@@ -669,7 +669,7 @@ def infer(cfg: DictConfig) -> Any:
     from hypercut.inference import infer as run_inference
 
     report = run_inference(
-        cfg.weights,
+        with_self_ensemble(load_pretrained(cfg.weights, map_location=cfg.device), cfg.get("self_ensemble", 1)),
         input_paths(cfg.inputs),
         output_dir(cfg),
         device=cfg.device,
@@ -684,6 +684,19 @@ def infer(cfg: DictConfig) -> Any:
     for path, reason in report.failed:
         log.error("failed: %s: %s", path, reason)
     return report
+
+
+def with_self_ensemble(net: torch.nn.Module, passes: int) -> torch.nn.Module:
+    """``net`` itself for ``passes=1``, else wrapped in :class:`hypercut.models.SelfEnsemble`.
+
+    Raises:
+        ConfigError: ``passes`` is not 1, 2, 4 or 8.
+    """
+    from hypercut.models import SelfEnsemble
+
+    if passes not in (1, 2, 4, 8):
+        raise ConfigError(f"self_ensemble={passes}: choose 1 (off), 2, 4 or 8 passes over flips and transposes")
+    return net if passes == 1 else SelfEnsemble(net, passes)
 
 
 def input_paths(inputs: Any) -> list[Path]:

@@ -9,6 +9,8 @@
   along which the centre is warped into the other frames (NAFNet-style trunk).
 - :class:`NAFMultiFrame`: the same trunk predicting all frames directly.
 - :class:`MultiFrameUNet`: a one-pass U-Net of plain residual blocks predicting all frames.
+
+:class:`SelfEnsemble` wraps any of them for test-time averaging over flips and transposes.
 """
 
 from hypercut.models.blocks import (
@@ -19,6 +21,7 @@ from hypercut.models.blocks import (
     pad_to_multiple,
     warp,
 )
+from hypercut.models.ensemble import SelfEnsemble
 from hypercut.models.jin import JinBlur2Vid, JinFrameNet
 from hypercut.models.multiframe_unet import MultiFrameUNet
 from hypercut.models.nafnet import MotionWarpNet, NAFBlock, NAFMultiFrame, NAFUNet, load_with_new_blocks
@@ -39,6 +42,7 @@ __all__ = [
     "NAFUNet",
     "PurohitBlur2Vid",
     "ResBlock",
+    "SelfEnsemble",
     "UNetConvLSTM",
     "VideoEncoder",
     "crop_to",

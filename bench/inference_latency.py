@@ -4,13 +4,15 @@ Times ``net(blurry)`` under ``torch.inference_mode`` (batch 1, whole image, no t
 repeats after warm-up, with peak memory. Variants: ``fp32``; ``fp32_cl`` (channels_last weights,
 ``hypercut.perf``); on a GPU ``bf16_cl`` (bf16 autocast + channels_last) and, with ``--compile``,
 ``bf16_cl_compile``. ``--api`` adds a row for ``hypercut.inference.deblur_image`` (the library's
-entry point, including the copy back to the CPU), when that module imports.
+entry point, including the copy back to the CPU), when that module imports. ``--self-ensemble N``
+times every backbone wrapped in ``hypercut.models.SelfEnsemble`` (N passes over flips/transposes).
 
 On the CPU only ``MotionWarpNet`` (the default) and ``MultiFrameUNet`` run by default: the others take from tens of seconds to minutes
 per 1280x720 image on two cores (``--backbones all`` includes them).
 
     PYTHONPATH=src python bench/inference_latency.py                       # CPU: MotionWarpNet, MultiFrameUNet
     PYTHONPATH=src python bench/inference_latency.py --device cuda --backbones all --out inference.json
+    PYTHONPATH=src python bench/inference_latency.py --backbones motion_warp --self-ensemble 8
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from common import (
 from deblur_step import BACKBONES
 from torch import nn
 
+from hypercut.models import SelfEnsemble
 from hypercut.perf import autocast, optimize_for_speed
 
 
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="also time hypercut.inference.deblur_image (fp32, and bf16 on GPU)")
     parser.add_argument("--flops-only", action="store_true",
                         help="print parameters and forward GMACs of every backbone (meta device, no timing)")
+    parser.add_argument("--self-ensemble", type=int, default=1, choices=[1, 2, 4, 8],
+                        help="wrap every backbone in SelfEnsemble with this many passes")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--max-seconds", type=float, default=None)
@@ -102,19 +107,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"  (hypercut.inference not importable, skipping the API rows: {type(exc).__name__}: {exc})")
 
     result: dict[str, Any] = {"bench": "inference_latency", "device": str(device), "height": h, "width": w,
-                              "frames": args.frames, "rows": []}
+                              "frames": args.frames, "self_ensemble": args.self_ensemble, "rows": []}
     rows: list[dict[str, Any]] = result["rows"]
     gen = torch.Generator().manual_seed(args.seed)
     image = torch.rand(1, 3, h, w, generator=gen)
     with cuda_settings(device):
         for name in names:
-            flops = forward_flops(BACKBONES[name], args.frames, h, w)
+            flops = forward_flops(BACKBONES[name], args.frames, h, w) * args.self_ensemble
             todo = [v for v in variants if not (v.endswith("compile") and name != "multiframe_unet")]
             if deblur_image is not None:
                 todo += ["api_fp32"] + (["api_bf16"] if gpu else [])
             for variant in todo:
                 torch.manual_seed(args.seed)
                 net = BACKBONES[name](num_frames=args.frames).to(device).eval()
+                if args.self_ensemble > 1:
+                    net = SelfEnsemble(net, args.self_ensemble)
                 x = image.to(device)
                 if variant.startswith("api"):
                     bf16 = variant == "api_bf16"
@@ -153,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 row = {
                     "backbone": name,
                     "variant": variant,
+                    "passes": args.self_ensemble,
                     "image": f"{w}x{h}",
                     "output": list(shape),
                     "latency_s": median,
@@ -170,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 write_json(args.out, result)
 
     result["summary"] = [
-        {"name": f"infer {r['image']} {r['backbone']} {r['variant']}", "value": r["latency_s"], "unit": "s",
+        {"name": f"infer {r['image']} {r['backbone']} {r['variant']}" + (f" x{r['passes']}" if r["passes"] > 1 else ""),
+         "value": r["latency_s"], "unit": "s",
          "note": f"peak {r['peak_mb']} MB"}
         for r in rows if "latency_s" in r
     ]

@@ -179,6 +179,27 @@ def test_resume_continues_exactly(make_tiny_dataset, tmp_path: Path) -> None:  #
         torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=1e-6, msg=key)
 
 
+def test_ema_is_exported_and_a_resume_keeps_both_weights(make_tiny_dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """callbacks=ema: best.ckpt and weights.pt hold the average; last.ckpt resumes raw weights and average."""
+    root = make_tiny_dataset("ema", num_samples=12, partitions=["train"] * 8 + ["val"] * 2 + ["test"] * 2)
+    ema = ["callbacks=ema", "callbacks.ema.decay=0.5", "data.hflip=true"]
+    straight = _deblur_run(root, tmp_path / "straight", steps=8, extra=ema)
+    interrupted = _deblur_run(root, tmp_path / "resumed", steps=8, extra=[*ema, "trainer.max_epochs=1"])
+    _deblur_run(root, interrupted, steps=8, extra=[*ema, "ckpt_path=last"])
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (a["global_step"], b["global_step"]) == (8, 8)
+    assert int(a["averaging_state"]["n_averaged"]) == int(b["averaging_state"]["n_averaged"]) == 8
+    for part in ("state_dict", "current_model_state"):
+        for key, value in a[part].items():
+            torch.testing.assert_close(b[part][key], value, rtol=0, atol=1e-6, msg=f"{part} {key}")
+    key = "net.head.weight"
+    assert not torch.equal(a["state_dict"][key], a["current_model_state"][key])  # the average is not the raw net
+    best = torch.load(straight / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    exported = read_weights(straight / "weights.pt")["state_dict"]
+    assert torch.equal(exported["head.weight"], best[key])
+
+
 def test_non_finite_loss_stops_with_step_and_ids() -> None:
     from hypercut.lit import DeblurLitModule
     from hypercut.losses import NaiveLoss

@@ -2,7 +2,8 @@
 
 For each photograph of the val and test splits of ``data=natural``'s photo library, ``--num`` scenes
 are drawn with that photograph as the only source (background and foreground layers alike, so a
-row describes one photo's content), rendered with the default motion recipe and sensor noise, and
+row describes one photo's content; the same seeds, hence the same motions, for every photo), rendered
+with the default motion recipe and sensor noise as ``data=natural``'s val/test sets are, and
 scored with the library's video metrics against the identity baseline (the blurry image repeated).
 It shows whether the gap between the val and the test photos is spread over every photo or comes
 from a few.
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from common import add_common_args, print_table, write_json
 
-from hypercut.data.natural import PhotoLibrary, natural_sample
+from hypercut.data.natural import NaturalSceneSet, PhotoLibrary
 from hypercut.export import load_pretrained
 from hypercut.metrics import VideoMetrics
 
@@ -31,12 +32,11 @@ def photo_rows(
     ``(size, size)`` drawn from that photo alone, frame 1 / centre / last-frame gains included."""
     rows: list[dict[str, object]] = []
     for split in splits:
-        for index, (name, photo) in enumerate(zip(library.names(split), library.images(split))):
+        for name, photo in zip(library.names(split), library.images(split)):
             model, identity = VideoMetrics(7, data_range=1.0), VideoMetrics(7, data_range=1.0)
-            for i in range(num):
-                sample = natural_sample([seed, index, i], [photo], (size, size))
-                blurry = torch.from_numpy(np.ascontiguousarray(sample.blurry)).permute(2, 0, 1)[None]
-                sharp = torch.from_numpy(np.ascontiguousarray(sample.sharp)).permute(0, 3, 1, 2)[None]
+            # the same seed, hence the same motions, for every photo
+            for item in NaturalSceneSet([photo], num, (size, size), seed=seed):
+                blurry, sharp = item["blurry"][None], item["sharp"][None]
                 with torch.inference_mode():
                     pred = net(blurry).clamp(0, 1)
                 model.update(pred, sharp)
@@ -61,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
     parser.add_argument("--weights", default="default", help="deblurring weights file or zoo name")
-    parser.add_argument("--num", type=int, default=8, help="scenes per photo")
+    parser.add_argument("--num", type=int, default=64, help="scenes per photo")
     parser.add_argument("--size", type=int, default=128, help="scene side in pixels")
     args = parser.parse_args()
     if args.quick:

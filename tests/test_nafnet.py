@@ -8,7 +8,7 @@ import torch
 
 from hypercut.export import load_pretrained, save_weights, spec_of
 from hypercut.losses import BestDirectionLoss, best_direction_loss
-from hypercut.models import MotionWarpNet, NAFMultiFrame
+from hypercut.models import MotionWarpNet, NAFMultiFrame, load_with_new_blocks
 from hypercut.models.nafnet import LayerNorm2d, frame_times
 
 SMALL = {"width": 8, "enc_blocks": (1, 1), "mid_blocks": 1, "dec_blocks": (1, 1)}
@@ -74,12 +74,14 @@ def test_best_direction_loss_matches_float64_reference() -> None:
     assert torch.isclose(terms["loss"], loss) and terms["flipped"] == flipped.float().mean()
 
 
-@pytest.mark.parametrize("cls", [MotionWarpNet, NAFMultiFrame])
-def test_weights_round_trip(tmp_path, cls) -> None:
-    net = cls(num_frames=3, **SMALL)
+@pytest.mark.parametrize(
+    ("cls", "extra"), [(MotionWarpNet, {}), (MotionWarpNet, {"refine_layers": 1, "refine_width": 8}), (NAFMultiFrame, {})]
+)
+def test_weights_round_trip(tmp_path, cls, extra) -> None:
+    net = cls(num_frames=3, **SMALL, **extra)
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.01)
-    path = save_weights(net, tmp_path / "w.pt", spec_of(net, num_frames=3, **SMALL))
+    path = save_weights(net, tmp_path / "w.pt", spec_of(net, num_frames=3, **SMALL, **extra))
     again = load_pretrained(path)
     x = torch.rand(1, 3, 16, 20)
     with torch.no_grad():
@@ -109,3 +111,27 @@ def test_motion_head_learns_from_its_zero_initialisation() -> None:
     assert torch.count_nonzero(net.motion_head.weight) == 0
     torch.nn.functional.mse_loss(net(blurry), target).backward()
     assert net.motion_head.weight.grad.abs().sum() > 0 and net.motion_head.bias.grad.abs().sum() > 0
+
+
+def test_centre_refiner_starts_as_the_identity_and_learns() -> None:
+    """A refiner leaves a net's video unchanged at initialisation, then changes the centre frame it warps."""
+    torch.manual_seed(0)
+    plain = MotionWarpNet(num_frames=5, **SMALL)
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.05)  # a "trained" net: non-zero heads
+    refined = MotionWarpNet(num_frames=5, refine_layers=1, refine_width=8, **SMALL)
+    assert load_with_new_blocks(refined, plain.state_dict()) == ["refiner"]
+    blurry, target = torch.rand(2, 3, 16, 20), torch.rand(2, 5, 3, 16, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(refined(blurry), plain(blurry))
+    optimizer = torch.optim.Adam(refined.refiner.parameters(), lr=1e-2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(refined(blurry), target).backward()
+        optimizer.step()
+    with torch.no_grad():
+        centre, _ = refined.center_and_motion(blurry)
+        plain_centre, _ = plain.center_and_motion(blurry)
+    assert (centre - plain_centre).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="refine_layers"):
+        MotionWarpNet(refine_layers=-1)

@@ -5,6 +5,7 @@
 - :class:`MotionWarpNet`: the default backbone. It predicts one sharp centre frame and a per-pixel
   motion trajectory; every other frame is the centre frame warped along that trajectory, so the
   outer frames are a function of one image and one motion field.
+- :class:`CentreRefiner`: optional full-resolution convolutions that sharpen MotionWarpNet's centre frame.
 - :class:`NAFMultiFrame`: the same trunk with a head that predicts all ``T`` frames directly (a
   residual per frame), for comparison with the warp decoder.
 
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from hypercut.models.blocks import crop_to, pad_to_multiple
 
 __all__ = [
+    "CentreRefiner",
     "LayerNorm2d",
     "MotionWarpNet",
     "NAFBlock",
@@ -111,14 +113,15 @@ def load_with_new_blocks(net: nn.Module, state: dict[str, Tensor]) -> list[str]:
 
     A network made deeper this way computes exactly what its source did: the blocks that ``state``
     lacks keep their initialisation, the identity (their branch scales start at zero), and sit after
-    the loaded blocks of their level. Training then starts from the source's quality with more capacity.
+    the loaded blocks of their level. A :class:`CentreRefiner` the source lacks is new in the same way
+    (its output convolution starts at zero). Training then starts from the source's quality with more capacity.
 
     Args:
         net: A freshly built network (its new blocks still at their initialisation).
         state: A ``state_dict`` of the same class with the same widths.
 
     Returns:
-        The names of the blocks that ``state`` did not have, e.g. ``["trunk.middle.4"]``.
+        The names of the blocks that ``state`` did not have, e.g. ``["trunk.middle.4", "refiner"]``.
 
     Raises:
         RuntimeError: on a shape mismatch, a key ``net`` lacks, or a missing key outside a whole new block.
@@ -126,12 +129,13 @@ def load_with_new_blocks(net: nn.Module, state: dict[str, Tensor]) -> list[str]:
     missing, unexpected = net.load_state_dict(state, strict=False)
     if unexpected:
         raise RuntimeError(f"keys the network does not have: {unexpected[:5]}")
-    blocks = {name: m for name, m in net.named_modules() if isinstance(m, NAFBlock)}
+    # modules that compute the identity at initialisation; a refiner counts as one whole block
+    blocks = {name: m for name, m in net.named_modules() if isinstance(m, (NAFBlock, CentreRefiner))}
     new: set[str] = set()
     for key in missing:
         owner = next((name for name in blocks if key.startswith(name + ".")), None)
         if owner is None:
-            raise RuntimeError(f"missing key {key!r} is not part of a NAFBlock")
+            raise RuntimeError(f"missing key {key!r} is not part of a NAFBlock or CentreRefiner")
         new.add(owner)
     for name in new:
         if any(f"{name}.{k}" in state for k in blocks[name].state_dict()):
@@ -205,6 +209,39 @@ def _check_blurry(blurry: Tensor) -> None:
         raise ValueError(f"blurry must be (B, 3, H, W), got {tuple(blurry.shape)}")
 
 
+class CentreRefiner(nn.Module):
+    """Full-resolution convolutions that add a residual to a predicted sharp image.
+
+    The trunk of :class:`NAFUNet` works at half resolution and below; this stack of 3x3 convolutions
+    and ReLUs sees every pixel of the estimate and of the blurry input, concatenated. Plain
+    convolutions, not :class:`NAFBlock` s: at full resolution those cost several times more on a CPU
+    (layer norms and gates are memory-bound there). The output convolution starts at zero, so a new
+    refiner returns its input unchanged.
+
+    Args:
+        width: channels of the hidden layers.
+        layers: number of hidden ``width -> width`` convolutions after the first one.
+
+    Shape:
+        - estimate, blurry: :math:`(B, 3, H, W)`
+        - output: :math:`(B, 3, H, W)`
+    """
+
+    def __init__(self, width: int = 16, layers: int = 2) -> None:
+        super().__init__()
+        hidden: list[nn.Module] = [nn.Conv2d(6, width, 3, padding=1), nn.ReLU()]
+        for _ in range(layers):
+            hidden += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
+        self.hidden = nn.Sequential(*hidden)
+        self.head = nn.Conv2d(width, 3, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, estimate: Tensor, blurry: Tensor) -> Tensor:
+        x = torch.cat((estimate, blurry), dim=1).contiguous(memory_format=torch.channels_last)
+        return estimate + self.head(self.hidden(x))
+
+
 class MotionWarpNet(nn.Module):
     """Sharp centre frame plus a per-pixel motion trajectory; the other frames are warps of the centre.
 
@@ -217,7 +254,8 @@ class MotionWarpNet(nn.Module):
 
     The displacement fields are predicted at half resolution and upsampled bilinearly (motion is
     smooth); ``flow_scale`` multiplies the head's raw output so that a few optimiser steps move pixels
-    by pixels, not by hundredths.
+    by pixels, not by hundredths. With ``refine_layers > 0`` a :class:`CentreRefiner` sharpens the
+    centre frame at full resolution before it is warped.
 
     Args:
         num_frames: ``T`` (any ``T >= 1``; ``T`` odd puts a frame exactly at the centre).
@@ -227,6 +265,8 @@ class MotionWarpNet(nn.Module):
         dec_blocks: trunk decoder blocks per level.
         order: terms of the trajectory polynomial (1: straight, constant speed; 2: curved).
         flow_scale: pixels per unit of the head's raw displacement output.
+        refine_layers: hidden convolutions of the centre refiner after its first (0: no refiner).
+        refine_width: width of the centre refiner.
 
     Shape:
         - blurry: :math:`(B, 3, H, W)` in [0, 1], any ``H, W``
@@ -251,12 +291,16 @@ class MotionWarpNet(nn.Module):
         dec_blocks: tuple[int, ...] = (1, 1, 1),
         order: int = 2,
         flow_scale: float = 4.0,
+        refine_layers: int = 0,
+        refine_width: int = 16,
     ) -> None:
         super().__init__()
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         if order < 1:
             raise ValueError(f"order must be >= 1, got {order}")
+        if refine_layers < 0:
+            raise ValueError(f"refine_layers must be >= 0, got {refine_layers}")
         self.num_frames = num_frames
         self.order = order
         self.flow_scale = flow_scale
@@ -265,6 +309,7 @@ class MotionWarpNet(nn.Module):
         self.motion_head = nn.Conv2d(width, 2 * order, 3, padding=1)
         for param in (*self.center_head.parameters(), *self.motion_head.parameters()):
             nn.init.zeros_(param)
+        self.refiner = CentreRefiner(refine_width, refine_layers) if refine_layers else None
 
     def center_and_motion(self, blurry: Tensor) -> tuple[Tensor, Tensor]:
         """The sharp centre frame and the trajectory coefficients.
@@ -282,6 +327,8 @@ class MotionWarpNet(nn.Module):
         motion = self.motion_head(features) * self.flow_scale
         motion = F.interpolate(motion, scale_factor=2, mode="bilinear", align_corners=False)
         center = crop_to(center, height, width)
+        if self.refiner is not None:
+            center = self.refiner(center, blurry)
         motion = crop_to(motion, height, width).reshape(batch, self.order, 2, height, width)
         return center, motion
 

@@ -13,6 +13,7 @@ FLOPs of the step (forward + backward) are counted on the meta device with ``Flo
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +39,7 @@ from hypercut.models import JinBlur2Vid, MotionWarpNet, MultiFrameUNet, PurohitB
 from hypercut.perf import autocast, optimize_for_speed
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
-    "motion_warp": MotionWarpNet,
+    "motion_warp": functools.partial(MotionWarpNet, refine_layers=2),  # as conf/model/net/motion_warp.yaml builds it
     "multiframe_unet": MultiFrameUNet,
     "unet_convlstm": UNetConvLSTM,
     "purohit": PurohitBlur2Vid,

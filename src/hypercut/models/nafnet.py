@@ -234,8 +234,8 @@ class CentreRefiner(nn.Module):
             hidden += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
         self.hidden = nn.Sequential(*hidden)
         self.head = nn.Conv2d(width, 3, 3, padding=1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        for param in self.head.parameters():
+            nn.init.zeros_(param)
 
     def forward(self, estimate: Tensor, blurry: Tensor) -> Tensor:
         x = torch.cat((estimate, blurry), dim=1).contiguous(memory_format=torch.channels_last)

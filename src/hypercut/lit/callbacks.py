@@ -127,7 +127,7 @@ class CheckpointOnInterrupt(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             path = self.dirpath / "last.ckpt"
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # the full state, to resume from
             rank_zero_info(f"Interrupted at step {trainer.global_step}: resumable checkpoint at {path}")
 
 

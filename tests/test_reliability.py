@@ -198,8 +198,9 @@ def test_signal_writes_checkpoint_weights_metrics_and_exits_non_zero(tiny_datase
     proc.send_signal(signum)
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode == 128 + signum, output[-3000:]
-    step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    assert step >= 1
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] >= 1
+    assert ckpt["optimizer_states"] and ckpt["lr_schedulers"]  # the full state: resumable, not weights only
     assert load_pretrained(run / "weights.pt").num_frames == 7
     assert "train/loss" in json.loads((run / "metrics.json").read_text())
 

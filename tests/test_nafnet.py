@@ -98,6 +98,25 @@ def test_best_direction_loss_frequency_term_matches_numpy_fft() -> None:
     with pytest.raises(ValueError, match="frequency_weight"):
         BestDirectionLoss(frequency_weight=-1.0)
 
+
+@pytest.mark.parametrize("frames", [3, 4])
+def test_best_direction_loss_centre_term_adds_the_middle_frame_per_direction(frames: int) -> None:
+    torch.manual_seed(2)
+    pred, sharp = torch.rand(3, frames, 3, 5, 6), torch.rand(3, frames, 3, 5, 6)
+    loss, flipped = best_direction_loss(pred, sharp, eps=1e-3, centre_weight=2.0)
+    p, s = pred.double().numpy(), sharp.double().numpy()
+
+    def reference(target: np.ndarray) -> np.ndarray:
+        error = np.sqrt((p - target) ** 2 + 1e-6)
+        return error.mean((1, 2, 3, 4)) + 2.0 * error[:, frames // 2].mean((1, 2, 3))
+
+    fwd, bwd = reference(s), reference(s[:, ::-1])
+    assert np.isclose(loss.item(), np.minimum(fwd, bwd).mean(), atol=1e-6)
+    assert flipped.tolist() == (bwd < fwd).tolist()
+    assert torch.isclose(BestDirectionLoss(centre_weight=2.0)(pred, sharp)["loss"], loss)
+    with pytest.raises(ValueError, match="centre_weight"):
+        BestDirectionLoss(centre_weight=-0.5)
+
 @pytest.mark.parametrize(
     ("cls", "extra"), [(MotionWarpNet, {}), (MotionWarpNet, {"refine_layers": 1, "refine_width": 8}), (NAFMultiFrame, {})]
 )

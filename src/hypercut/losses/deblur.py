@@ -190,7 +190,7 @@ class NaiveLoss(DeblurLoss):
 
 
 def best_direction_loss(
-    pred: Tensor, sharp: Tensor, eps: float = 1e-3, frequency_weight: float = 0.0
+    pred: Tensor, sharp: Tensor, eps: float = 1e-3, frequency_weight: float = 0.0, centre_weight: float = 0.0
 ) -> tuple[Tensor, Tensor]:
     """Charbonnier loss against whichever of ``sharp`` and its reverse is closer, per sample.
 
@@ -200,13 +200,16 @@ def best_direction_loss(
     With ``frequency_weight > 0`` each direction's loss adds that weight times the mean absolute value
     of the error's 2-D Fourier transform (real and imaginary parts; orthonormal, so the term does not
     grow with the image size): it weighs the missing high frequencies of a blurred edge like the low
-    ones, which dominate a pixel loss.
+    ones, which dominate a pixel loss. With ``centre_weight > 0`` it adds that weight times the
+    Charbonnier loss of the middle frame ``T // 2`` alone (the same frame in both directions when
+    ``T`` is odd).
 
     Args:
         pred: Predicted sequence.
         sharp: Ground-truth sequence.
         eps: Charbonnier smoothing constant.
         frequency_weight: Weight of the Fourier-domain L1 term (0 leaves it out).
+        centre_weight: Weight of the extra middle-frame Charbonnier term (0 leaves it out).
 
     Returns:
         ``(loss, flipped)``: the scalar mean over the batch of the per-sample minimum, and a bool
@@ -223,8 +226,7 @@ def best_direction_loss(
         (True, [True, True])
     """
     _check_pair(pred, sharp)
-    if frequency_weight < 0:
-        raise ValueError(f"frequency_weight must be >= 0, got {frequency_weight}")
+    _check_extra_weights(frequency_weight, centre_weight)
     dims = tuple(range(1, pred.dim()))
 
     def per_sample(target: Tensor) -> Tensor:
@@ -233,11 +235,20 @@ def best_direction_loss(
         if frequency_weight > 0:
             spectrum = torch.view_as_real(torch.fft.rfft2(diff.float(), norm="ortho"))
             loss = loss + frequency_weight * spectrum.abs().mean(tuple(range(1, spectrum.dim())))
+        if centre_weight > 0:
+            middle = diff[:, diff.shape[1] // 2]
+            loss = loss + centre_weight * torch.sqrt(middle.square() + eps * eps).mean(dims[:-1])
         return loss
 
     forward, backward = per_sample(sharp), per_sample(sharp.flip(1))
     flipped = backward < forward
     return torch.where(flipped, backward, forward).mean(), flipped
+
+
+def _check_extra_weights(frequency_weight: float, centre_weight: float) -> None:
+    for name, value in (("frequency_weight", frequency_weight), ("centre_weight", centre_weight)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
 
 
 class BestDirectionLoss(DeblurLoss):
@@ -246,6 +257,7 @@ class BestDirectionLoss(DeblurLoss):
     Args:
         eps: Charbonnier smoothing constant.
         frequency_weight: Weight of the Fourier-domain L1 term (0 leaves it out).
+        centre_weight: Weight of the extra middle-frame Charbonnier term (0 leaves it out).
 
     Shape:
         - forward(pred, sharp, step=None, canonicalizer=None): ``(B, T, C, H, W)`` each; ``step`` and
@@ -253,17 +265,19 @@ class BestDirectionLoss(DeblurLoss):
         - output: ``{"loss": (), "flipped": ()}`` (the fraction of samples matched reversed)
     """
 
-    def __init__(self, eps: float = 1e-3, frequency_weight: float = 0.0) -> None:
+    def __init__(self, eps: float = 1e-3, frequency_weight: float = 0.0, centre_weight: float = 0.0) -> None:
         super().__init__()
-        if frequency_weight < 0:
-            raise ValueError(f"frequency_weight must be >= 0, got {frequency_weight}")
+        _check_extra_weights(frequency_weight, centre_weight)
         self.eps = eps
         self.frequency_weight = frequency_weight
+        self.centre_weight = centre_weight
 
     def forward(
         self, pred: Tensor, sharp: Tensor, step: int | None = None, canonicalizer: Canonicalizer | None = None
     ) -> dict[str, Tensor]:
-        loss, flipped = best_direction_loss(pred, sharp, self.eps, self.frequency_weight)
+        loss, flipped = best_direction_loss(
+            pred, sharp, self.eps, self.frequency_weight, self.centre_weight
+        )
         return {"loss": loss, "flipped": flipped.float().mean()}
 
 

@@ -117,6 +117,7 @@ def test_best_direction_loss_centre_term_adds_the_middle_frame_per_direction(fra
     with pytest.raises(ValueError, match="centre_weight"):
         BestDirectionLoss(centre_weight=-0.5)
 
+
 @pytest.mark.parametrize(
     ("cls", "extra"), [(MotionWarpNet, {}), (MotionWarpNet, {"refine_layers": 1, "refine_width": 8}), (NAFMultiFrame, {})]
 )

@@ -231,13 +231,13 @@ def best_direction_loss(
 
     def per_sample(target: Tensor) -> Tensor:
         diff = pred - target
-        loss = torch.sqrt(diff.square() + eps * eps).mean(dims)
+        error = torch.sqrt(diff.square() + eps * eps)
+        loss = error.mean(dims)
         if frequency_weight > 0:
             spectrum = torch.view_as_real(torch.fft.rfft2(diff.float(), norm="ortho"))
             loss = loss + frequency_weight * spectrum.abs().mean(tuple(range(1, spectrum.dim())))
         if centre_weight > 0:
-            middle = diff[:, diff.shape[1] // 2]
-            loss = loss + centre_weight * torch.sqrt(middle.square() + eps * eps).mean(dims[:-1])
+            loss = loss + centre_weight * error[:, error.shape[1] // 2].mean(dims[:-1])
         return loss
 
     forward, backward = per_sample(sharp), per_sample(sharp.flip(1))
@@ -275,9 +275,7 @@ class BestDirectionLoss(DeblurLoss):
     def forward(
         self, pred: Tensor, sharp: Tensor, step: int | None = None, canonicalizer: Canonicalizer | None = None
     ) -> dict[str, Tensor]:
-        loss, flipped = best_direction_loss(
-            pred, sharp, self.eps, self.frequency_weight, self.centre_weight
-        )
+        loss, flipped = best_direction_loss(pred, sharp, self.eps, self.frequency_weight, self.centre_weight)
         return {"loss": loss, "flipped": flipped.float().mean()}
 
 
